@@ -1,0 +1,36 @@
+"""weightspace: neural networks as data."""
+
+from weightspace.core import (
+    GroupElement,
+    LayerSpec,
+    NetworkSpec,
+    Sine,
+    Weights,
+    act,
+    assert_equivariant,
+    assert_invariant,
+    assert_not_invariant,
+    forward,
+    permute,
+    sample_group_element,
+    uncoupled_permutation,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GroupElement",
+    "LayerSpec",
+    "NetworkSpec",
+    "Sine",
+    "Weights",
+    "__version__",
+    "act",
+    "assert_equivariant",
+    "assert_invariant",
+    "assert_not_invariant",
+    "forward",
+    "permute",
+    "sample_group_element",
+    "uncoupled_permutation",
+]
