@@ -162,8 +162,8 @@ def _outputs(x: Tensor | Weights) -> list[Tensor]:
 
 def _max_error(a: Tensor | Weights, b: Tensor | Weights) -> tuple[float, float]:
     """(max absolute difference, max absolute value of ``a``)."""
-    err = max(float((x - y).abs().max()) for x, y in zip(_outputs(a), _outputs(b)))
-    ref = max(float(x.abs().max()) for x in _outputs(a))
+    err = max(float((x - y).detach().abs().max()) for x, y in zip(_outputs(a), _outputs(b)))
+    ref = max(float(x.detach().abs().max()) for x in _outputs(a))
     return err, ref
 
 

@@ -1,0 +1,223 @@
+"""DWSNets-style weight-space layers (after Navon et al., ICML 2023).
+
+`EquivariantLayer` is a linear map from weight-space features with C channels to C'
+channels that commutes with every permutation of hidden neurons (`NetworkSpec`'s
+group). It is built from the standard equivariant terms — each entry mixed with
+summaries (means) of its row, its column, its layer, its bias, and the adjacent layers
+that share one of its neuron axes — plus the terms that DWSNets gains over the fully
+permutation-symmetric NP layer of NFN: along the axes of *input* and *output* neurons,
+which the group never permutes, the layer mixes freely (a dense map over that axis).
+
+Conv kernels are folded into channels (``C * kh * kw``), so MLPs and plain CNNs go
+through the same code. Everything is batched tensor ops; the only Python loop is over
+the (few) layers.
+
+`DWSClassifier` stacks equivariant layers and pools over hidden axes (mean and max) to
+an invariant vector.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from weightspace.core.spec import NetworkSpec
+from weightspace.core.weights import Weights
+from weightspace.models.registry import register_model
+
+
+def _k(spec: NetworkSpec, i: int) -> int:
+    return math.prod(spec.layers[i].kernel_size) if spec.layers[i].kernel_size else 1
+
+
+def fold(w: Weights) -> tuple[list[Tensor], list[Tensor]]:
+    """Channels last: weights ``[B, o, n, C*K]`` and biases ``[B, o, C]`` (zeros where absent)."""
+    ws, bs = [], []
+    for t, b in zip(w.weights, w.biases):
+        bsz, c, o, n = t.shape[:4]
+        ws.append(t.reshape(bsz, c, o, n, -1).permute(0, 2, 3, 1, 4).reshape(bsz, o, n, -1))
+        bs.append(b.permute(0, 2, 1) if b is not None else t.new_zeros(bsz, o, c))
+    return ws, bs
+
+
+def unfold(spec: NetworkSpec, ws: list[Tensor], bs: list[Tensor], channels: int) -> Weights:
+    """Inverse of `fold` for ``channels`` channels (biases are always returned)."""
+    out_w = []
+    for layer, t in zip(spec.layers, ws):
+        bsz, o, n = t.shape[:3]
+        t = t.reshape(bsz, o, n, channels, -1).permute(0, 3, 1, 2, 4)
+        out_w.append(t.reshape(bsz, channels, o, n, *layer.kernel_size))
+    filled = NetworkSpec(tuple(_with_bias(layer) for layer in spec.layers), pool=spec.pool)
+    return Weights(filled, tuple(out_w), tuple(b.permute(0, 2, 1) for b in bs))
+
+
+def _with_bias(layer):
+    from dataclasses import replace
+
+    return layer if layer.bias else replace(layer, bias=True)
+
+
+class EquivariantLayer(nn.Module):
+    """Hidden-neuron-permutation-equivariant linear map, C -> C' channels.
+
+    forward: `Weights` ``[B, C, ...]`` -> `Weights` ``[B, C', ...]`` (biases always present).
+    """
+
+    def __init__(self, spec: NetworkSpec, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.spec, self.cin, self.cout = spec, in_channels, out_channels
+        L = spec.num_layers
+        ck = [in_channels * _k(spec, i) for i in range(L)]
+        cko = [out_channels * _k(spec, i) for i in range(L)]
+        c, co = in_channels, out_channels
+        lin = nn.Linear
+        self.w_self = nn.ModuleList(lin(ck[i], cko[i]) for i in range(L))
+        self.w_row = nn.ModuleList(lin(ck[i], cko[i], bias=False) for i in range(L))
+        self.w_col = nn.ModuleList(lin(ck[i], cko[i], bias=False) for i in range(L))
+        self.w_all = nn.ModuleList(lin(ck[i], cko[i], bias=False) for i in range(L))
+        self.w_bias = nn.ModuleList(lin(c, cko[i], bias=False) for i in range(L))
+        self.w_bias_all = nn.ModuleList(lin(c, cko[i], bias=False) for i in range(L))
+        # adjacent layers sharing an axis: layer i-1's rows (and bias) index layer i's columns,
+        # layer i+1's columns index layer i's rows
+        self.w_prev_row = nn.ModuleList(lin(ck[i - 1], cko[i], bias=False) for i in range(1, L))
+        self.w_prev_bias = nn.ModuleList(lin(c, cko[i], bias=False) for i in range(1, L))
+        self.w_next_col = nn.ModuleList(lin(ck[i + 1], cko[i], bias=False) for i in range(L - 1))
+        # fixed input axis of layer 0 and output axis of the last layer: dense mixing
+        n0, oL = spec.layers[0].in_features, spec.layers[-1].out_features
+        self.w_in_dense = lin(n0 * ck[0], n0 * cko[0], bias=False)
+        self.w_out_dense = lin(oL * ck[-1], oL * cko[-1], bias=False)
+        self.b_self = nn.ModuleList(lin(c, co) for i in range(L))
+        self.b_row = nn.ModuleList(lin(ck[i], co, bias=False) for i in range(L))
+        self.b_all = nn.ModuleList(lin(c, co, bias=False) for i in range(L))
+        self.b_layer = nn.ModuleList(lin(ck[i], co, bias=False) for i in range(L))
+        self.b_next_col = nn.ModuleList(lin(ck[i + 1], co, bias=False) for i in range(L - 1))
+        self.b_out_dense = lin(oL * c, oL * co, bias=False)
+        self._init_scale()
+
+    def _init_scale(self) -> None:
+        # Each output sums ~8 terms; shrink them so activations keep unit scale at init.
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.data.mul_(1 / math.sqrt(8))
+
+    def forward(self, w: Weights) -> Weights:
+        if w.channels != self.cin:
+            raise ValueError(f"layer expects {self.cin} channels, got {w.channels}")
+        ws, bs = fold(w)
+        L = len(ws)
+        rows = [t.mean(dim=2) for t in ws]  # [B, o_i, CK]: summary of each out neuron's row
+        cols = [t.mean(dim=1) for t in ws]  # [B, n_i, CK]: summary of each in neuron's column
+        alls = [t.mean(dim=(1, 2)) for t in ws]  # [B, CK]
+        ball = [b.mean(dim=1) for b in bs]  # [B, C]
+        out_w, out_b = [], []
+        for i in range(L):
+            t = ws[i]
+            bsz, o, n, _ = t.shape
+            y = self.w_self[i](t)
+            y = y + self.w_row[i](rows[i]).unsqueeze(2) + self.w_col[i](cols[i]).unsqueeze(1)
+            y = y + (self.w_all[i](alls[i]) + self.w_bias_all[i](ball[i]))[:, None, None]
+            y = y + self.w_bias[i](bs[i]).unsqueeze(2)
+            if i > 0:
+                y = y + (self.w_prev_row[i - 1](rows[i - 1]) + self.w_prev_bias[i - 1](bs[i - 1])).unsqueeze(1)
+            if i < L - 1:
+                y = y + self.w_next_col[i](cols[i + 1]).unsqueeze(2)
+            if i == 0:
+                y = y + self.w_in_dense(t.reshape(bsz, o, -1)).reshape(bsz, o, n, -1)
+            if i == L - 1:
+                y = y + self.w_out_dense(t.transpose(1, 2).reshape(bsz, n, -1)).reshape(bsz, n, o, -1).transpose(1, 2)
+            out_w.append(y)
+
+            b = self.b_self[i](bs[i]) + self.b_row[i](rows[i])
+            b = b + (self.b_all[i](ball[i]) + self.b_layer[i](alls[i])).unsqueeze(1)
+            if i < L - 1:
+                b = b + self.b_next_col[i](cols[i + 1])
+            else:
+                b = b + self.b_out_dense(bs[i].reshape(bsz, -1)).reshape(bsz, o, -1)
+            out_b.append(b)
+        return unfold(self.spec, out_w, out_b, self.cout)
+
+
+class InvariantPool(nn.Module):
+    """Weights ``[B, C, ...]`` -> ``[B, F]``: mean and max over every hidden axis; the
+    axes of input and output neurons are kept (the group does not move them)."""
+
+    def __init__(self, spec: NetworkSpec, channels: int) -> None:
+        super().__init__()
+        self.spec = spec
+        L = spec.num_layers
+        feats = 0
+        for i, layer in enumerate(spec.layers):
+            keep_n = layer.in_features if i == 0 else 1
+            keep_o = layer.out_features if i == L - 1 else 1
+            feats += 2 * (keep_o * keep_n * channels * _k(spec, i) + keep_o * channels)
+        self.out_features = feats
+
+    def forward(self, w: Weights) -> Tensor:
+        ws, bs = fold(w)
+        L = len(ws)
+        parts = []
+        for i, (t, b) in enumerate(zip(ws, bs)):
+            dims_w = tuple(d for d, hidden in ((1, i < L - 1), (2, i > 0)) if hidden)
+            dims_b = (1,) if i < L - 1 else ()
+            for x, dims in ((t, dims_w), (b, dims_b)):
+                if dims:
+                    parts += [x.mean(dim=dims).flatten(1), x.amax(dim=dims).flatten(1)]
+                else:
+                    parts += [x.flatten(1), x.flatten(1)]
+        return torch.cat(parts, dim=1)
+
+
+class ChannelNorm(nn.Module):
+    """Normalises each channel over all entries of each layer, per network: invariant
+    statistics, so the map stays equivariant."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(channels))
+
+    def forward(self, w: Weights) -> Weights:
+        def norm(t: Tensor) -> Tensor:
+            dims = tuple(range(2, t.dim()))
+            return t / (t.square().mean(dim=dims, keepdim=True) + 1e-6).sqrt() * self.gain.view(1, -1, *([1] * len(dims)))
+
+        return w.map(norm)
+
+
+@register_model("dws", output="invariant", supports_conv=True, summary="DWSNets-style equivariant layers + invariant pooling")
+class DWSClassifier(nn.Module):
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        out_features: int,
+        hidden_channels: int = 16,
+        num_layers: int = 3,
+        head_hidden: int = 128,
+        dropout: float = 0.1,
+        in_channels: int = 1,
+        norm: str = "channel",
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        if norm not in ("channel", "none"):
+            raise ValueError(f"norm must be 'channel' or 'none', got {norm!r}")
+        chans = [in_channels] + [hidden_channels] * num_layers
+        filled = NetworkSpec(tuple(_with_bias(layer) for layer in spec.layers), pool=spec.pool)
+        self.layers = nn.ModuleList(EquivariantLayer(filled, a, b) for a, b in zip(chans[:-1], chans[1:]))
+        self.norms = nn.ModuleList(ChannelNorm(c) if norm == "channel" else nn.Identity() for c in chans[1:])
+        self.pool = InvariantPool(filled, chans[-1])
+        self.head = nn.Sequential(
+            nn.Linear(self.pool.out_features, head_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_hidden, out_features)
+        )
+
+    def features(self, weights: Weights) -> Weights:
+        """The equivariant trunk: `Weights` [B, C, ...] -> [B, hidden_channels, ...]."""
+        h = weights.with_biases_filled()
+        for layer, norm in zip(self.layers, self.norms):
+            h = norm(layer(h)).map(torch.relu)
+        return h
+
+    def forward(self, weights: Weights) -> Tensor:
+        """``weights`` [B, C, ...] -> logits ``[B, out_features]``."""
+        return self.head(self.pool(self.features(weights)))

@@ -1,0 +1,62 @@
+"""The model registry: every weight-space model is created by name, and the test suite
+runs its property checks over `list_models()`, so a new model is tested on arrival."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from torch import nn
+
+from weightspace.core.spec import NetworkSpec
+
+Output = Literal["invariant", "equivariant"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    output: Output  # invariant: Weights -> [B, out]; equivariant: Weights -> Weights
+    supports_conv: bool
+    builder: Callable[..., nn.Module]
+    summary: str
+
+
+_MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, *, output: Output, supports_conv: bool, summary: str):
+    """Class decorator: ``@register_model("dws", output="invariant", supports_conv=True, ...)``."""
+
+    def wrap(cls):
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = ModelInfo(name, output, supports_conv, cls, summary)
+        return cls
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # importing the model modules runs their @register_model decorators
+    from weightspace.models import dws, mlp  # noqa: F401
+
+
+def list_models(output: Output | None = None) -> list[str]:
+    _ensure_loaded()
+    return sorted(n for n, m in _MODELS.items() if output is None or m.output == output)
+
+
+def model_info(name: str) -> ModelInfo:
+    _ensure_loaded()
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name]
+
+
+def create_model(name: str, spec: NetworkSpec, **config) -> nn.Module:
+    """Build model ``name`` for weights of ``spec``. Invariant models take ``out_features``."""
+    info = model_info(name)
+    if spec.is_conv and not info.supports_conv:
+        raise ValueError(f"model {name!r} supports MLP specs only; this spec has conv layers")
+    return info.builder(spec, **config)

@@ -1,0 +1,91 @@
+"""INR classification: predict the class of the signal an INR represents, from its weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from weightspace.core.transforms import Standardize
+from weightspace.models.registry import create_model, model_info
+from weightspace.train import TrainConfig, Transform, WeightBatches, evaluate, fit
+from weightspace.zoo.store import Zoo
+
+
+class Classification:
+    """Cross-entropy on logits; reports loss and accuracy. Best epoch: highest val accuracy."""
+
+    monitor, mode = "acc", "max"
+
+    def step(self, model: nn.Module, batch) -> tuple[Tensor, dict[str, Tensor], int]:
+        weights, labels = batch
+        logits = model(weights)
+        loss = F.cross_entropy(logits, labels)
+        acc = (logits.argmax(dim=1) == labels).float().mean()
+        return loss, {"loss": loss.detach(), "acc": acc}, len(labels)
+
+
+@dataclass
+class ClassifyResult:
+    model_name: str
+    test_acc: float
+    val_acc: float
+    num_params: int
+    train_seconds: float
+    examples_per_second: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    model: nn.Module | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "test_acc": self.test_acc,
+            "val_acc": self.val_acc,
+            "params": self.num_params,
+            "train_s": self.train_seconds,
+            "examples_per_s": self.examples_per_second,
+        }
+
+
+def classify_zoo(
+    zoo: Zoo,
+    model_name: str,
+    *,
+    config: TrainConfig = TrainConfig(),
+    model_config: dict[str, Any] | None = None,
+    target: str = "label",
+    augment: Transform | None = None,
+) -> ClassifyResult:
+    """Train registry model ``model_name`` on the zoo's train split to predict column
+    ``target``; pick the epoch by val accuracy; report test accuracy."""
+    if model_info(model_name).output != "invariant":
+        raise ValueError(f"model {model_name!r} is equivariant; classification needs an invariant model")
+    if target not in zoo.table.columns:
+        raise KeyError(f"{zoo.path}: no column {target!r}; columns: {list(zoo.table.columns)}")
+    splits = {}
+    for name in ("train", "val", "test"):
+        w, table = zoo.load(name)
+        splits[name] = (w, torch.as_tensor(table[target].to_numpy().copy(), dtype=torch.long))
+    num_classes = int(zoo.table[target].max()) + 1
+    norm = Standardize.fit(splits["train"][0])
+    data = {k: WeightBatches(norm(w), y, seed=config.seed) for k, (w, y) in splits.items()}
+    # augmentations act on raw weights' symmetries, which standardisation preserves
+    data["train"].transform = augment
+    torch.manual_seed(config.seed)  # model initialisation
+    model = create_model(model_name, zoo.spec, out_features=num_classes, **(model_config or {}))
+    task = Classification()
+    result = fit(model, task, data["train"], data["val"], config)
+    test = evaluate(result.model, task, data["test"], config)
+    return ClassifyResult(
+        model_name,
+        test_acc=test["acc"],
+        val_acc=float(result.best_value or 0.0),
+        num_params=sum(p.numel() for p in model.parameters()),
+        train_seconds=result.seconds,
+        examples_per_second=result.examples_per_second,
+        history=result.history,
+        model=result.model,
+    )

@@ -1,0 +1,179 @@
+"""The one training engine every task uses.
+
+A task says how to turn a batch into a loss and metrics (`Task.step`); the engine owns
+everything else: data order (seeded), optimiser, schedule, gradient clipping, validation,
+keeping the best weights, progress, device placement and — through Lightning — data
+parallelism (``devices=N``). Batches are ``(Weights, targets)`` built by indexing
+in-memory stacked tensors, with no per-item collation.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import lightning.pytorch as L
+import torch
+from torch import Tensor, nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from weightspace.core.weights import Weights
+
+Transform = Callable[[Weights, torch.Generator], Weights]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float | None = 10.0
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    progress: bool = True
+    eval_batch_size: int = 512
+
+
+class Task(Protocol):
+    monitor: str  # validation metric that picks the best epoch, e.g. "acc"
+    mode: str  # "max" or "min"
+
+    def step(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor], int]:
+        """(loss, metrics averaged over the batch, batch size)."""
+        ...
+
+
+class WeightBatches(Dataset):
+    """Indexing by a *list* of positions returns a whole batch ``(Weights, targets)``.
+
+    weights: ``[N, C, ...]``; targets: a tensor ``[N, ...]``; ``transform`` (augmentation)
+    is applied to each training batch with the loader's generator.
+    """
+
+    def __init__(self, weights: Weights, targets: Tensor, transform: Transform | None = None, seed: int = 0) -> None:
+        if len(weights) != len(targets):
+            raise ValueError(f"{len(weights)} networks but {len(targets)} targets")
+        self.weights, self.targets, self.transform = weights, targets, transform
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __getitem__(self, index: list[int]) -> tuple[Weights, Tensor]:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        w = self.weights[idx]
+        if self.transform is not None:
+            w = self.transform(w, self.generator)
+        return w, self.targets[idx]
+
+
+def batch_loader(data: WeightBatches, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:
+    sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(data)
+    return DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=False))
+
+
+class _Module(L.LightningModule):
+    def __init__(self, model: nn.Module, task: Task, config: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.task, self.config = model, task, config
+        self.best_value: float | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+
+    def _run(self, batch, stage: str) -> Tensor:
+        loss, metrics, n = self.task.step(self.model, batch)
+        for k, v in metrics.items():
+            self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True, batch_size=n, prog_bar=(stage != "test"))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._run(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._run(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._run(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        value = float(self.trainer.callback_metrics[f"val/{self.task.monitor}"])
+        better = self.best_value is None or (value > self.best_value if self.task.mode == "max" else value < self.best_value)
+        if better:
+            self.best_value = value
+            self.best_state = copy.deepcopy(self.model.state_dict())
+
+    def on_train_epoch_end(self) -> None:
+        row = {"epoch": float(self.current_epoch)}
+        row.update({k: float(v) for k, v in self.trainer.callback_metrics.items()})
+        self.history.append(row)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.config.epochs))
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # with the best validation weights loaded
+    best_value: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+
+
+def _trainer(config: TrainConfig, epochs: int) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=config.progress,
+        gradient_clip_val=config.grad_clip,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def _quiet() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+def fit(model: nn.Module, task: Task, train: WeightBatches, val: WeightBatches | None, config: TrainConfig) -> TrainResult:
+    """Train ``model`` on ``train``; keep the weights of the best epoch on ``val``."""
+    _quiet()
+    L.seed_everything(config.seed, verbose=False)
+    module = _Module(model, task, config)
+    trainer = _trainer(config, config.epochs)
+    start = time.perf_counter()
+    trainer.fit(
+        module,
+        train_dataloaders=batch_loader(train, config.batch_size, shuffle=True, seed=config.seed),
+        val_dataloaders=None if val is None else batch_loader(val, config.eval_batch_size, shuffle=False),
+    )
+    seconds = time.perf_counter() - start
+    if module.best_state is not None:
+        model.load_state_dict(module.best_state)
+    return TrainResult(model, module.best_value, module.history, seconds, config.epochs * len(train) / max(seconds, 1e-9))
+
+
+def evaluate(model: nn.Module, task: Task, data: WeightBatches, config: TrainConfig = TrainConfig()) -> dict[str, float]:
+    """Task metrics of ``model`` on ``data`` (e.g. ``{"acc": 0.93, "loss": 0.2}``)."""
+    _quiet()
+    module = _Module(model, task, config)
+    trainer = _trainer(TrainConfig(**{**config.__dict__, "progress": False}), 1)
+    (out,) = trainer.test(module, batch_loader(data, config.eval_batch_size, shuffle=False), verbose=False)
+    return {k.removeprefix("test/"): float(v) for k, v in out.items()}

@@ -1,0 +1,210 @@
+"""Fitting many INRs at once, and building an INR zoo from a signal dataset.
+
+All networks of a batch are one set of stacked tensors: one batched matmul per layer per
+step, an elementwise Adam over the stack (so each network keeps its own moments, exactly
+as if it had its own optimiser), and per-network early stopping that removes finished
+networks from the batch. No Python loop runs over networks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from weightspace.core.functional import forward
+from weightspace.core.weights import Weights
+from weightspace.inr.siren import SirenRecipe
+from weightspace.zoo.store import Zoo, ZooWriter
+
+# Activations of a fitting step are [n, P, width] float32 tensors; glibc malloc slows
+# down markedly on allocations above ~32 MB, so batches are sized to stay under it.
+_ACTIVATION_BUDGET_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class FitResult:
+    weights: Weights  # [n, 1, ...] fitted networks
+    psnr: Tensor  # [n] dB of the returned weights, in the recipe's target range
+    steps: Tensor  # [n] optimiser steps taken (< recipe.steps where stopped early)
+
+
+class _StackedAdam:
+    """Adam (Kingma & Ba; PyTorch's defaults) over stacked per-network parameters.
+
+    Adam is elementwise, so one state tensor per stacked parameter is exactly one Adam per
+    network; `keep` drops finished networks from parameters and state alike.
+    """
+
+    def __init__(self, params: list[Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            m.lerp_(p.grad, 1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            denom = (v / c2).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / c1)
+            p.grad = None
+
+    def keep(self, mask: Tensor) -> None:
+        self.params = [p.detach()[mask].requires_grad_() for p in self.params]
+        self.m = [m[mask] for m in self.m]
+        self.v = [v[mask] for v in self.v]
+
+
+def auto_batch_size(num_points: int, width: int) -> int:
+    """Networks per batch so that one activation tensor stays under the malloc budget."""
+    return max(1, _ACTIVATION_BUDGET_BYTES // (4 * num_points * max(width, 1)))
+
+
+def fit_inrs(
+    coords: Tensor,
+    targets: Tensor,
+    recipe: SirenRecipe,
+    seeds: Sequence[int],
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> FitResult:
+    """Fit one INR per signal.
+
+    coords: ``[P, d]`` in ``[-1, 1]``; targets: ``[n, P, c]`` signal values in ``[0, 1]``
+    (mapped to the recipe's target range here); seeds: ``n`` initialisation seeds.
+    """
+    n, p, c = targets.shape
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seeds for {n} signals")
+    if not torch.isfinite(targets).all():
+        raise ValueError("targets hold NaN or infinite values")
+    spec = recipe.spec(coords.shape[1], c)
+    init = recipe.init(spec, seeds).to(device)
+    coords = coords.to(device, torch.float32)
+    y = recipe.encode_targets(targets.to(device, torch.float32)) - recipe.output_offset
+
+    params = [t[:, 0].clone().requires_grad_() for t in init.tensors()]
+    opt = _StackedAdam(params, recipe.lr)
+    active = torch.arange(n, device=device)  # original index of each row still training
+    final = [t[:, 0].clone() for t in init.tensors()]
+    psnr = torch.zeros(n, device=device)
+    steps = torch.full((n,), recipe.steps, device=device)
+    bar = tqdm(total=recipe.steps, disable=not progress, leave=False, desc="fit")
+    for step in range(recipe.steps + 1):
+        w = _as_weights(spec, opt.params)
+        mse = (forward(w, coords) - y).square().mean(dim=(1, 2))  # [n_active]
+        cur = recipe.psnr(mse.detach())
+        done = cur >= recipe.early_stop_psnr if recipe.early_stop_psnr is not None else torch.zeros_like(cur, dtype=torch.bool)
+        if step == recipe.steps:
+            done = torch.ones_like(done)
+        if done.any():
+            idx = active[done]
+            for f, q in zip(final, opt.params):
+                f[idx] = q.detach()[done]
+            psnr[idx], steps[idx] = cur[done], step
+            if done.all():
+                break
+        mse.sum().backward()  # a sum keeps each network's gradient its own
+        opt.step()
+        if done.any():  # finished networks leave the batch (after the step: autograd saw them)
+            opt.keep(~done)
+            active, y = active[~done], y[~done]
+        bar.update(1)
+    bar.close()
+    return FitResult(_as_weights(spec, final).detach(), psnr.cpu(), steps.cpu())
+
+
+def _as_weights(spec, tensors: list[Tensor]) -> Weights:
+    it = iter(tensors)
+    ws, bs = [], []
+    for layer in spec.layers:
+        ws.append(next(it).unsqueeze(1))
+        bs.append(next(it).unsqueeze(1) if layer.bias else None)
+    return Weights(spec, tuple(ws), tuple(bs))
+
+
+def build_inr_zoo(
+    dataset,
+    out: str | Path,
+    recipe: SirenRecipe,
+    *,
+    seed: int = 0,
+    shard_size: int = 256,
+    batch_size: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> Zoo:
+    """Fit one INR per image of ``dataset`` (an `ImageDataset`) into a zoo at ``out``.
+
+    Resumable: shards already on disk are kept. Network ``i`` (source index ``i``) has
+    seed ``seed * 1_000_000 + i``, so a resumed or re-batched run gives the same zoo.
+    """
+    coords = dataset.coordinates()
+    targets = dataset.targets()
+    n = len(dataset)
+    h, w_, ch = dataset.shape
+    spec = recipe.spec(coords.shape[1], ch)
+    num_shards = math.ceil(n / shard_size)
+    writer = ZooWriter(
+        out,
+        spec,
+        shard_size=shard_size,
+        num_networks=n,
+        provenance={
+            "kind": "inr",
+            "recipe": recipe.to_dict(),
+            "dataset": dataset.name,
+            "signal_shape": [h, w_, ch],
+            "coordinates": "pixel centres, torch.linspace(-1, 1) per axis, indexing='ij' (row, col), row-major",
+            "seed": seed,
+            "seed_rule": "network seed = seed * 1_000_000 + source_index",
+            "library": _version(),
+        },
+    )
+    todo = [k for k in range(num_shards) if k not in writer.completed_shards()]
+    batch_size = batch_size or auto_batch_size(coords.shape[0], max(recipe.hidden))
+    bar = tqdm(total=n, initial=n - sum(_shard_len(k, shard_size, n) for k in todo), disable=not progress, desc="fitting INRs", unit="net")
+    for k in todo:
+        idx = np.arange(k * shard_size, min(n, (k + 1) * shard_size))
+        parts = []
+        for start in range(0, len(idx), batch_size):
+            sel = idx[start : start + batch_size]
+            parts.append(fit_inrs(coords, targets[sel], recipe, [seed * 1_000_000 + int(i) for i in sel], device=device))
+            bar.update(len(sel))
+        psnr = torch.cat([r.psnr for r in parts])
+        writer.write_shard(
+            k,
+            Weights.cat([r.weights for r in parts]).to("cpu"),
+            {
+                "source_index": idx.tolist(),
+                "label": dataset.labels[idx].tolist(),
+                "split": [str(s) for s in np.asarray(dataset.split)[idx]],
+                "psnr": psnr.tolist(),
+                "steps": torch.cat([r.steps for r in parts]).tolist(),
+                "seed": [seed * 1_000_000 + int(i) for i in idx],
+            },
+        )
+        bar.set_postfix(mean_psnr=f"{psnr.mean():.1f}dB")
+    bar.close()
+    return writer.finalize()
+
+
+def _shard_len(k: int, shard_size: int, n: int) -> int:
+    return min(n, (k + 1) * shard_size) - k * shard_size
+
+
+def _version() -> str:
+    from weightspace import __version__
+
+    return __version__
