@@ -79,16 +79,22 @@ def train(
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
+    augment: str = typer.Option("", help="random symmetries applied to training batches: e.g. 'sign' or 'permutation,scale'"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
+    from weightspace.core.transforms import RandomSymmetry
     from weightspace.tasks.classify import classify_zoo
     from weightspace.train import TrainConfig
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
         zoo = Zoo.open(zoo_path)
-        res = classify_zoo(zoo, model, target=target, config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress))
+        aug = RandomSymmetry(tuple(augment.split(","))) if augment else None
+        res = classify_zoo(
+            zoo, model, target=target, augment=aug,
+            config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress),
+        )
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
     console.print(

@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from weightspace.core.transforms import RandomSymmetry
 from weightspace.inr.siren import DWSNETS, SirenRecipe, get_recipe
 from weightspace.plots import plot_reconstructions
 from weightspace.signals import load_images
@@ -35,6 +36,9 @@ class QuickstartConfig:
     lr: float = 1e-3
     seed: int = 0
     model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # SIREN hidden neurons admit sign flips, which the DWS model is not invariant to:
+    # training on random flips teaches it that symmetry too. The MLP baseline is left plain.
+    augment: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"dws": ("sign",)})
 
 
 def open_or_build_zoo(path: Path, dataset: str, recipe: SirenRecipe, seed: int, console: Console, progress: bool = True) -> Zoo:
@@ -69,6 +73,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig
             name,
             config=TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, progress=progress),
             model_config=config.model_configs.get(name),
+            augment=RandomSymmetry(config.augment[name]) if name in config.augment else None,
         )
         rows.append(res.row())
 

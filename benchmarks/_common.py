@@ -1,0 +1,55 @@
+"""Shared plumbing for benchmark scripts: the environment record, the JSON result and the
+script's own section of BENCHMARKS.md (between markers, so reruns replace it)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})",
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def write_result(name: str, env: dict[str, Any], figures: dict[str, Any], markdown: str) -> Path:
+    """Write benchmarks/results/NAME.json and replace NAME's section of BENCHMARKS.md."""
+    env = {**env, "load_average_at_end": os.getloadavg()}
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"environment": env, "figures": figures}, indent=2, default=str))
+    section = (
+        f"<!-- {name}:start -->\n## {name}\n\n"
+        f"Command: `{env['command']}` — {env['date']}, {env['cpu_count']} CPUs, torch {env['torch']} "
+        f"({env['torch_threads']} threads), {env['device']}, load average at start "
+        f"{env['load_average_at_start'][0]:.2f}, at end {env['load_average_at_end'][0]:.2f}.\n\n"
+        f"{markdown.strip()}\n\nRaw figures: `benchmarks/results/{name}.json`.\n<!-- {name}:end -->\n"
+    )
+    md = ROOT / "BENCHMARKS.md"
+    text = md.read_text() if md.exists() else "# Benchmarks\n\nEvery figure below was measured by the command shown with it.\n\n"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->\n"
+    if start in text:
+        a, b = text.index(start), text.index(end) + len(end)
+        text = text[:a] + section + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    md.write_text(text)
+    return out
