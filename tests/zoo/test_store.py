@@ -148,3 +148,9 @@ def test_assign_splits_is_seeded():
     assert (a == assign_splits(100, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=1)).all()
     assert (a != assign_splits(100, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=2)).any()
     assert {k: int((a == k).sum()) for k in ("train", "val", "test")} == {"train": 80, "val": 10, "test": 10}
+
+
+def test_resume_refuses_a_zoo_made_another_way(tmp_path):
+    ZooWriter(tmp_path / "z", SPEC, shard_size=4, provenance={"recipe": {"name": "a"}, "seed": 0})
+    with pytest.raises(ZooError, match="different recipe, seed; not resuming"):
+        ZooWriter(tmp_path / "z", SPEC, shard_size=4, provenance={"recipe": {"name": "b"}, "seed": 1})

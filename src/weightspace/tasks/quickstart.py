@@ -29,6 +29,7 @@ from weightspace.zoo.store import Zoo, ZooError
 @dataclass(frozen=True)
 class QuickstartConfig:
     dataset: str = "digits"
+    limit: int | None = None  # images per split (None: all); small values make a smoke run
     recipe: SirenRecipe = DWSNETS
     models: tuple[str, ...] = ("mlp", "dws")
     epochs: int = 40
@@ -41,20 +42,22 @@ class QuickstartConfig:
     augment: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"dws": ("sign",)})
 
 
-def open_or_build_zoo(path: Path, dataset: str, recipe: SirenRecipe, seed: int, console: Console, progress: bool = True) -> Zoo:
+def open_or_build_zoo(
+    path: Path, dataset: str, recipe: SirenRecipe, seed: int, console: Console, progress: bool = True, limit: int | None = None
+) -> Zoo:
     """Reuse a complete zoo made by the same recipe and data; otherwise build (or resume) it."""
     if (path / "zoo.json").exists():
         try:
             zoo = Zoo.open(path)
             prov = zoo.provenance
-            if zoo.complete and prov.get("recipe") == recipe.to_dict() and prov.get("seed") == seed:
+            if zoo.complete and prov.get("recipe") == recipe.to_dict() and prov.get("seed") == seed and prov.get("limit") == limit:
                 console.print(f"reusing cached zoo at {path} ({len(zoo)} INRs)")
                 return zoo
         except ZooError as e:
             console.print(f"[yellow]cached zoo unusable ({e}); resuming/rebuilding[/yellow]")
-    data = load_images(dataset, seed=seed)
+    data = load_images(dataset, seed=seed, limit=limit)
     console.print(f"fitting {len(data)} INRs to {data.name} {data.shape} with recipe {recipe.name} v{recipe.version}")
-    return build_inr_zoo(data, path, recipe, seed=seed, progress=progress)
+    return build_inr_zoo(data, path, recipe, seed=seed, progress=progress, extra_provenance={"limit": limit})
 
 
 def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig = QuickstartConfig(), *, progress: bool = True) -> dict[str, Any]:
@@ -62,7 +65,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    zoo = open_or_build_zoo(out / f"zoo-{config.dataset}-{config.recipe.name}", config.dataset, config.recipe, config.seed, console, progress)
+    name = f"zoo-{config.dataset}-{config.recipe.name}" + (f"-limit{config.limit}" if config.limit else "")
+    zoo = open_or_build_zoo(out / name, config.dataset, config.recipe, config.seed, console, progress, config.limit)
     fit_seconds = time.perf_counter() - start
 
     rows = []
@@ -100,7 +104,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig
 
 
 def _reconstruction_figure(zoo: Zoo, config: QuickstartConfig, path: Path, n: int = 8) -> Path:
-    data = load_images(config.dataset, seed=config.seed)
+    data = load_images(config.dataset, seed=config.seed, limit=config.limit)
     pos = zoo.split("test")[:n]
     table = zoo.table.iloc[pos]
     src = torch.as_tensor(table["source_index"].to_numpy().copy())

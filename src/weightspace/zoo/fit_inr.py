@@ -144,6 +144,7 @@ def build_inr_zoo(
     batch_size: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    extra_provenance: dict | None = None,
 ) -> Zoo:
     """Fit one INR per image of ``dataset`` (an `ImageDataset`) into a zoo at ``out``.
 
@@ -170,6 +171,7 @@ def build_inr_zoo(
             "seed": seed,
             "seed_rule": "network seed = seed * 1_000_000 + source_index",
             "library": _version(),
+            **(extra_provenance or {}),
         },
     )
     todo = [k for k in range(num_shards) if k not in writer.completed_shards()]

@@ -217,6 +217,13 @@ class ZooWriter:
                 raise ZooError(self.path / "zoo.json", f"exists with another spec ({meta['spec'].describe()}); not resuming")
             if meta["shard_size"] != self.shard_size:
                 raise ZooError(self.path / "zoo.json", f"exists with shard_size {meta['shard_size']}, asked for {shard_size}")
+            stored = meta.get("provenance", {})
+            differ = sorted(k for k, v in (provenance or {}).items() if k in stored and stored[k] != v and k != "library")
+            if differ:
+                raise ZooError(
+                    self.path / "zoo.json",
+                    f"exists with different {', '.join(differ)}; not resuming (use another path or delete it)",
+                )
             self.meta = meta
         else:
             self.meta = {
