@@ -15,6 +15,8 @@ from weightspace.core import (
     sample_group_element,
     uncoupled_permutation,
 )
+from weightspace.models.registry import create_model, list_models
+from weightspace.zoo.store import Zoo, ZooError, ZooWriter
 
 __version__ = "0.1.0"
 
@@ -24,12 +26,17 @@ __all__ = [
     "NetworkSpec",
     "Sine",
     "Weights",
+    "Zoo",
+    "ZooError",
+    "ZooWriter",
     "__version__",
     "act",
     "assert_equivariant",
     "assert_invariant",
     "assert_not_invariant",
+    "create_model",
     "forward",
+    "list_models",
     "permute",
     "sample_group_element",
     "uncoupled_permutation",

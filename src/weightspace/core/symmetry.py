@@ -173,6 +173,19 @@ def _check(a, b, rtol: float, atol: float, what: str) -> None:
         raise AssertionError(f"{what}: max |difference| {err:.3g} exceeds tolerance {atol + rtol * ref:.3g}")
 
 
+def _assert_commutes(fn, weights: Weights, equivariant: bool, kinds, n_samples, generator, rtol, atol) -> None:
+    d_rtol, d_atol = default_tolerance(weights.dtype)
+    rtol, atol = rtol if rtol is not None else d_rtol, atol if atol is not None else d_atol
+    out = fn(weights)
+    if equivariant and not isinstance(out, Weights):
+        raise TypeError(f"an equivariant function returns Weights, got {type(out).__name__}")
+    what = "equivariant" if equivariant else "invariant"
+    for s in range(n_samples):
+        g = sample_group_element(weights.spec, weights.batch_size, kinds=kinds, generator=generator)
+        expected = act(out, g) if equivariant else out
+        _check(expected, fn(act(weights, g)), rtol, atol, f"not {what} to {'/'.join(kinds)} (sample {s})")
+
+
 def assert_invariant(
     fn: Callable[[Weights], Tensor],
     weights: Weights,
@@ -183,13 +196,9 @@ def assert_invariant(
     rtol: float | None = None,
     atol: float | None = None,
 ) -> None:
-    """Assert ``fn(g . w) == fn(w)`` for ``n_samples`` sampled group elements (one per network)."""
-    d_rtol, d_atol = default_tolerance(weights.dtype)
-    rtol, atol = rtol if rtol is not None else d_rtol, atol if atol is not None else d_atol
-    ref = fn(weights)
-    for s in range(n_samples):
-        g = sample_group_element(weights.spec, weights.batch_size, kinds=kinds, generator=generator)
-        _check(ref, fn(act(weights, g)), rtol, atol, f"not invariant to {'/'.join(kinds)} (sample {s})")
+    """Assert ``fn(g . w) == fn(w)`` for ``n_samples`` sampled group elements (one per
+    network). Tolerances default by dtype (`default_tolerance`)."""
+    _assert_commutes(fn, weights, False, kinds, n_samples, generator, rtol, atol)
 
 
 def assert_equivariant(
@@ -202,15 +211,9 @@ def assert_equivariant(
     rtol: float | None = None,
     atol: float | None = None,
 ) -> None:
-    """Assert ``fn(g . w) == g . fn(w)`` for sampled group elements."""
-    d_rtol, d_atol = default_tolerance(weights.dtype)
-    rtol, atol = rtol if rtol is not None else d_rtol, atol if atol is not None else d_atol
-    out = fn(weights)
-    if not isinstance(out, Weights):
-        raise TypeError(f"an equivariant function returns Weights, got {type(out).__name__}")
-    for s in range(n_samples):
-        g = sample_group_element(weights.spec, weights.batch_size, kinds=kinds, generator=generator)
-        _check(act(out, g), fn(act(weights, g)), rtol, atol, f"not equivariant to {'/'.join(kinds)} (sample {s})")
+    """Assert ``fn(g . w) == g . fn(w)`` for sampled group elements; ``fn`` returns
+    `Weights` of the same spec (any number of channels)."""
+    _assert_commutes(fn, weights, True, kinds, n_samples, generator, rtol, atol)
 
 
 def assert_not_invariant(
