@@ -30,10 +30,11 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, env: dict[str, Any], figures: dict[str, Any], markdown: str) -> Path:
-    """Write benchmarks/results/NAME.json and replace NAME's section of BENCHMARKS.md."""
-    env = {**env, "load_average_at_end": os.getloadavg()}
-    out = ROOT / "benchmarks" / "results" / f"{name}.json"
+def write_result(name: str, env: dict[str, Any], figures: dict[str, Any], markdown: str, results_dir: str | Path | None = None) -> Path:
+    """Write NAME.json (into benchmarks/results, or ``results_dir``: e.g. the folder that
+    comes back from a lent GPU machine) and replace NAME's section of BENCHMARKS.md."""
+    env = {**env, "load_average_at_end": env.get("load_average_at_end", os.getloadavg())}
+    out = Path(results_dir or ROOT / "benchmarks" / "results") / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"environment": env, "figures": figures}, indent=2, default=str))
     section = (
@@ -53,3 +54,10 @@ def write_result(name: str, env: dict[str, Any], figures: dict[str, Any], markdo
         text = text.rstrip("\n") + "\n\n" + section
     md.write_text(text)
     return out
+
+
+def report_from(path: str | Path, name: str, markdown) -> None:
+    """Re-create NAME's JSON in benchmarks/results and its BENCHMARKS.md section from a
+    result file written elsewhere (a lent GPU machine): ``markdown(figures) -> str``."""
+    data = json.loads(Path(path).read_text())
+    write_result(name, data["environment"], data["figures"], markdown(data["figures"]))
