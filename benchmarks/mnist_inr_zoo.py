@@ -21,7 +21,7 @@ import torch
 from _common import environment, report_from, write_result
 from weightspace.inr.siren import DWSNETS
 from weightspace.signals import load_mnist_idx
-from weightspace.zoo.fit_inr import build_inr_zoo
+from weightspace.zoo.build import build_inr_zoo
 from weightspace.zoo.store import Zoo, ZooWriter
 
 

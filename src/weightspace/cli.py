@@ -47,27 +47,99 @@ def zoo_info(path: Path = typer.Argument(..., help="zoo directory"), as_json: bo
 @zoo_app.command("fit-inrs")
 def zoo_fit_inrs(
     out: Path = typer.Option(..., "--out", "-o", help="zoo directory to write (resumed if it exists)"),
-    dataset: str = typer.Option("digits", help="digits | mnist-subset | a folder of IDX files | an image folder"),
+    dataset: str = typer.Option(
+        "digits", help="digits | mnist-subset | shapes | tones | a folder: MNIST IDX files, CIFAR binary files, "
+        "or <class>/<files> of images, .wav clips or meshes"),
+    kind: Optional[str] = typer.Option(None, help="read a folder as image | shape | audio (default: by its files)"),
     recipe: str = typer.Option("dwsnets", help="dwsnets | nfn"),
     steps: Optional[int] = typer.Option(None, help="override the recipe's step count (recorded in the recipe name)"),
-    limit: Optional[int] = typer.Option(None, help="keep at most this many images per split"),
+    limit: Optional[int] = typer.Option(None, help="images: at most this many per split; mesh / WAV folders: per class"),
+    per_class: Optional[int] = typer.Option(None, help="shapes / tones: signals per class"),
+    resolution: Optional[int] = typer.Option(None, help="shapes / meshes: grid points per axis"),
+    field: Optional[str] = typer.Option(None, help="shapes / meshes: sdf | udf | occupancy"),
+    length: Optional[int] = typer.Option(None, help="audio: samples per clip (WAVs are cropped / zero-padded)"),
+    inrs_per_train_image: int = typer.Option(1, help="INRs per training signal, from different seeds (NFN: 10)"),
     seed: int = typer.Option(0),
     shard_size: int = typer.Option(256),
     device: str = typer.Option("cpu"),
+    backend: str = typer.Option("local", help="local | ray (shards as Ray tasks)"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)"),
 ) -> None:
-    """Fit one SIREN per image into a zoo, many networks at once."""
+    """Fit SIRENs to signals (images, 3D shapes, audio) into a zoo, many networks at once."""
     from weightspace.inr.siren import get_recipe
-    from weightspace.signals import load_images
-    from weightspace.zoo.fit_inr import build_inr_zoo
+    from weightspace.signals.load import load_signals, source_record
+    from weightspace.zoo.build import build_inr_zoo
+    from weightspace.zoo.store import ZooError
+
+    options = {"limit": limit, "per_class": per_class, "resolution": resolution, "field": field, "length": length}
+    try:
+        rec = get_recipe(recipe, **({"steps": steps} if steps is not None else {}))
+        data = load_signals(dataset, kind=kind, seed=seed, **options)
+        zoo = build_inr_zoo(
+            data, out, rec, seed=seed, shard_size=shard_size, device=device, inrs_per_train_image=inrs_per_train_image,
+            backend=backend, ray_address=ray_address,
+            extra_provenance={"source": source_record(dataset, kind=kind, seed=seed, **options)},
+        )
+    except (ValueError, FileNotFoundError, ImportError, ZooError) as e:
+        _fail(str(e))
+    console.print(f"wrote {len(zoo)} INRs to {out}; mean PSNR {zoo.table['psnr'].mean():.2f} dB")
+
+
+@zoo_app.command("render")
+def zoo_render(
+    path: Path = typer.Argument(..., help="zoo directory"),
+    out: Path = typer.Option(..., "--out", "-o", help="figure to write (.png)"),
+    index: Optional[str] = typer.Option(None, help="network ids, comma-separated (e.g. 0,5,9)"),
+    split: Optional[str] = typer.Option(None, help="render the first --count networks of this split"),
+    count: int = typer.Option(8, help="networks to render when no --index is given"),
+    mesh: Optional[Path] = typer.Option(None, help="shapes: also write marching-cubes meshes (.obj or .ply)"),
+    resolution: Optional[int] = typer.Option(None, help="shapes: decode on this many grid points per axis"),
+    originals: bool = typer.Option(True, help="load the zoo's source signals (if recorded) to show and compare"),
+) -> None:
+    """Decode INRs of a zoo back to signals; write a figure of reconstructions with their PSNR."""
+    from weightspace.inr.render import render_zoo, select_positions, source_dataset
+    from weightspace.zoo.store import Zoo, ZooError
+
+    try:
+        zoo = Zoo.open(path)
+        ids = [int(i) for i in index.split(",") if i.strip()] if index else None
+        pos = select_positions(zoo, indices=ids, split=split, count=count)
+        data = source_dataset(zoo) if originals else None
+        rec, written = render_zoo(zoo, out, pos, dataset=data, resolution=resolution, mesh=mesh)
+    except (ValueError, KeyError, FileNotFoundError, ImportError, ZooError) as e:
+        _fail(str(e).strip('"'))
+    for i, p, t, lb in zip(zoo.table["id"].to_numpy()[rec.positions], rec.psnr, rec.table_psnr, rec.labels):
+        again = f" (decoded: {p:.2f} dB)" if data is not None else ""
+        console.print(f"network {int(i)}: label {lb}, PSNR {t:.2f} dB{again}")
+    console.print("wrote " + ", ".join(str(w) for w in written))
+
+
+@zoo_app.command("import")
+def zoo_import(
+    fmt: str = typer.Argument(..., metavar="FORMAT", help="dwsnets | nfn"),
+    root: Path = typer.Argument(..., help="the dataset's folder"),
+    out: Path = typer.Option(..., "--out", "-o", help="zoo directory to write"),
+    splits: Optional[Path] = typer.Option(None, help="dwsnets: the splits JSON (default: ROOT/splits.json)"),
+    swap_xy: bool = typer.Option(True, help="dwsnets: adapt its (column, row) inputs to the zoo's (row, column)"),
+    prefix: str = typer.Option("randinit_smaller", help="nfn: folder prefix"),
+    shard_size: int = typer.Option(256),
+) -> None:
+    """Convert a published INR dataset (DWSNets or NFN layout) into a zoo."""
+    from weightspace.zoo.importers import import_dwsnets, import_nfn
     from weightspace.zoo.store import ZooError
 
     try:
-        rec = get_recipe(recipe, **({"steps": steps} if steps is not None else {}))
-        data = load_images(dataset, seed=seed, limit=limit)
-        zoo = build_inr_zoo(data, out, rec, seed=seed, shard_size=shard_size, device=device)
+        if fmt == "dwsnets":
+            zoo = import_dwsnets(root, out, splits=splits, swap_xy=swap_xy, shard_size=shard_size, progress=True)
+        elif fmt == "nfn":
+            zoo = import_nfn(root, out, prefix=prefix, shard_size=shard_size, progress=True)
+        else:
+            raise ValueError(f"unknown format {fmt!r}; expected dwsnets or nfn")
     except (ValueError, FileNotFoundError, ZooError) as e:
         _fail(str(e))
-    console.print(f"wrote {len(zoo)} INRs to {out}; mean PSNR {zoo.table['psnr'].mean():.2f} dB")
+    splits_count = zoo.info()["splits"]
+    console.print(f"imported {len(zoo)} INRs ({zoo.spec.describe()}) into {out}: "
+                  + ", ".join(f"{k} {v}" for k, v in splits_count.items()))
 
 
 @app.command("train")
@@ -125,6 +197,127 @@ def quickstart(
     from weightspace.tasks.quickstart import QuickstartConfig, run_quickstart
 
     run_quickstart(out, QuickstartConfig(epochs=epochs, seed=seed), progress=progress)
+
+
+# ---------------------------------------------------------------------------- nern
+nern_app = typer.Typer(no_args_is_help=True, help="NeRN: store a trained CNN as a predictor of its kernels.")
+app.add_typer(nern_app, name="nern")
+
+
+@nern_app.command("train-reference")
+def nern_train_reference(
+    out: Path = typer.Option(..., "--out", "-o", help="model file to write (safetensors)"),
+    arch: str = typer.Option("resnet20", help="resnet20 (any resnet{6n+2}) | smallcnn"),
+    dataset: str = typer.Option("mnist-subset", help="mnist-subset | digits | an IDX folder | a CIFAR binary folder"),
+    width: int = typer.Option(16, help="channels of the first stage (ResNet) / of every layer (smallcnn)"),
+    epochs: int = typer.Option(15),
+    lr: float = typer.Option(2e-3),
+    batch_size: int = typer.Option(64),
+    seed: int = typer.Option(0, help="seeds the split, the initialisation and the data order"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Train a reference CNN and write it with its architecture as safetensors metadata."""
+    from weightspace.train import TrainConfig
+    from weightspace.zoo.reference_cnns import CNNConfig, save_cnn
+    from weightspace.zoo.train_cnn import load_classification_data, train_cnn
+
+    try:
+        data = load_classification_data(dataset, seed=seed)
+        config = CNNConfig(arch, data.shape[2], len(data.classes), width)
+        res = train_cnn(config, data, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                                                  progress=progress), seed=seed)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    save_cnn(out, res.model, config, {"dataset": dataset, "data_seed": seed, "test_accuracy": res.test_acc,
+                                      "val_accuracy": res.val_acc})
+    console.print(f"wrote {out}: {arch} on {dataset}, test accuracy {100 * res.test_acc:.2f}% "
+                  f"({res.seconds:.0f} s)")
+
+
+def _nern_data(dataset: Optional[str], meta: dict, seed: Optional[int]):
+    from weightspace.zoo.train_cnn import load_classification_data
+
+    name = dataset or meta.get("dataset")
+    if not name:
+        _fail("the model file names no dataset; pass --dataset")
+    return load_classification_data(name, seed=int(meta.get("data_seed", 0) if seed is None else seed))
+
+
+@nern_app.command("fit")
+def nern_fit(
+    model: Path = typer.Argument(..., help="reference CNN file (from `nern train-reference`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="predictor file to write (safetensors)"),
+    dataset: Optional[str] = typer.Option(None, help="images for distillation and evaluation [default: the model's]"),
+    data_seed: Optional[int] = typer.Option(None, help="split seed [default: the model's]"),
+    hidden: int = typer.Option(128, help="predictor width"),
+    depth: int = typer.Option(4, help="predictor hidden layers"),
+    frequencies: int = typer.Option(8, help="positional-encoding frequencies per coordinate"),
+    reorder: bool = typer.Option(True, help="function-preserving kernel reordering for smoothness"),
+    kd_weight: float = typer.Option(1.0, help="logit distillation weight (0 = off)"),
+    feature_weight: float = typer.Option(1.0, help="feature-map distillation weight (0 = off)"),
+    kernels_per_step: int = typer.Option(8192, help="kernels sampled (by magnitude) per step"),
+    warmup_epochs: int = typer.Option(20, help="reconstruction-only epochs first (cheap steps)"),
+    epochs: int = typer.Option(10, help="then epochs with all losses (one step per batch of training images)"),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(1e-2),
+    seed: int = typer.Option(0),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Fit a NeRN predictor to a trained CNN; report original vs reconstructed accuracy."""
+    from weightspace.tasks.nern import NeRNConfig, fit_nern, reconstruct, save_nern
+    from weightspace.tasks.nern_predictor import PredictorConfig
+    from weightspace.zoo.reference_cnns import load_cnn
+    from weightspace.zoo.train_cnn import accuracy
+
+    try:
+        net, cnn, meta = load_cnn(model)
+        data = _nern_data(dataset, meta, data_seed)
+        config = NeRNConfig(PredictorConfig(hidden, depth, frequencies), reorder=reorder, kd_weight=kd_weight,
+                            feature_weight=feature_weight, kernels_per_step=kernels_per_step, epochs=epochs,
+                            warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+        nern = fit_nern(net, cnn, data, config)
+        test = data.select_split("test")
+        original, rebuilt = accuracy(net, test), accuracy(reconstruct(nern), test)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    nern.info["reference"] = meta | {"file": model.name}
+    nern.info["test_accuracy"] = {"original": original, "reconstructed": rebuilt}
+    save_nern(out, nern)
+    sizes = nern.sizes()
+    smooth = nern.info["reorder"]
+    console.print(f"kernel smoothness (mean distance of neighbours, cross-filter / in-filter): "
+                  f"{smooth['before']['cross_filter']:.3f} / {smooth['before']['in_filter']:.3f} -> "
+                  f"{smooth['after']['cross_filter']:.3f} / {smooth['after']['in_filter']:.3f}")
+    console.print(f"wrote {out}: predictor {sizes['predictor']:,} parameters for {sizes['kernels']:,} kernel "
+                  f"weights ({sizes['predictor'] / sizes['kernels']:.2f}x; network {sizes['network']:,})")
+    console.print(f"test accuracy: original {100 * original:.2f}%, reconstructed {100 * rebuilt:.2f}%")
+
+
+@nern_app.command("reconstruct")
+def nern_reconstruct(
+    predictor: Path = typer.Argument(..., help="predictor file (from `nern fit`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="model file to write (safetensors)"),
+    dataset: Optional[str] = typer.Option(None, help="evaluate on this dataset's test split [default: the model's]"),
+    original_order: bool = typer.Option(True, help="undo the reordering (same function either way)"),
+) -> None:
+    """Rebuild the CNN from a predictor, write it as safetensors and report its accuracy."""
+    from weightspace.tasks.nern import load_nern, reconstruct
+    from weightspace.zoo.reference_cnns import save_cnn
+    from weightspace.zoo.train_cnn import accuracy
+
+    try:
+        nern = load_nern(predictor)
+        model = reconstruct(nern, original_order=original_order)
+        ref = nern.info.get("reference", {})
+        data = _nern_data(dataset, ref, None)
+        acc = accuracy(model, data.select_split("test"))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    save_cnn(out, model, nern.cnn, {"dataset": dataset or ref.get("dataset"), "data_seed": ref.get("data_seed", 0),
+                                    "test_accuracy": acc, "reconstructed_from": predictor.name})
+    original = ref.get("test_accuracy")
+    console.print(f"wrote {out}: {nern.cnn.architecture}, test accuracy {100 * acc:.2f}%"
+                  + (f" (original {100 * original:.2f}%)" if isinstance(original, float) else ""))
 
 
 if __name__ == "__main__":

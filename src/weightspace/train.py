@@ -24,6 +24,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from weightspace.core.weights import Weights
 
 Transform = Callable[[Weights, torch.Generator], Weights]
+# transforms of a whole batch, targets included (e.g. mixup)
+BatchTransform = Callable[[Weights, Tensor, torch.Generator], tuple[Weights, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,18 @@ class WeightBatches(Dataset):
     is applied to each training batch with the loader's generator.
     """
 
-    def __init__(self, weights: Weights, targets: Tensor, transform: Transform | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        weights: Weights,
+        targets: Tensor,
+        transform: Transform | None = None,
+        seed: int = 0,
+        batch_transform: BatchTransform | None = None,
+    ) -> None:
         if len(weights) != len(targets):
             raise ValueError(f"{len(weights)} networks but {len(targets)} targets")
         self.weights, self.targets, self.transform = weights, targets, transform
+        self.batch_transform = batch_transform
         self.generator = torch.Generator().manual_seed(seed + 1)
 
     def __len__(self) -> int:
@@ -70,7 +80,10 @@ class WeightBatches(Dataset):
         w = self.weights[idx]
         if self.transform is not None:
             w = self.transform(w, self.generator)
-        return w, self.targets[idx]
+        y = self.targets[idx]
+        if self.batch_transform is not None:
+            w, y = self.batch_transform(w, y, self.generator)
+        return w, y
 
 
 def batch_loader(data: WeightBatches, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:

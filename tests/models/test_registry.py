@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from weightspace import assert_equivariant, assert_invariant, assert_not_invariant
+from weightspace import Weights, assert_equivariant, assert_invariant, assert_not_invariant
 from weightspace.models.dws import EquivariantLayer
 from weightspace.models.registry import create_model, list_models, model_info
 from tests.specs import SPECS, random_weights
@@ -13,28 +13,50 @@ OUT = 3
 
 def _model(name, spec):
     torch.manual_seed(0)
-    return create_model(name, spec, out_features=OUT).double().eval()
+    kw = {"out_features": OUT} if model_info(name).output == "invariant" else {}
+    return create_model(name, spec, **kw).double().eval()
 
 
 def _cases():
     return [pytest.param(n, s, id=f"{n}-{s}") for n in list_models() for s in SPECS]
 
 
+def _skip_unsupported(name, spec):
+    if spec.is_conv and not model_info(name).supports_conv:
+        pytest.skip("model does not support conv specs (checked in the forward test)")
+
+
+def _has_group(spec):
+    return any(g.size > 1 for g in spec.permutation_groups())
+
+
 @pytest.mark.parametrize("name,spec_name", _cases())
 def test_forward_shape_and_every_parameter_gets_a_gradient(name, spec_name, gen):
     spec = SPECS[spec_name]
-    if spec.is_conv and not model_info(name).supports_conv:
+    info = model_info(name)
+    if spec.is_conv and not info.supports_conv:
         with pytest.raises(ValueError, match="MLP specs only"):
-            create_model(name, spec, out_features=OUT)
+            _model(name, spec)
         return
     model = _model(name, spec).train()
     w = random_weights(spec, 4, generator=gen, dtype=torch.float64)
     out = model(w)
-    assert out.shape == (4, OUT) and torch.isfinite(out).all()
-    out.square().sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    if info.output == "invariant":
+        assert out.shape == (4, OUT) and torch.isfinite(out).all()
+        loss = out.square().sum()
+    else:
+        assert isinstance(out, Weights) and out.spec == spec and len(out) == 4
+        loss = sum(t.square().sum() for t in out.tensors())
+    loss.backward()
+    all_bias = all(layer.bias for layer in spec.layers)
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if (p.grad is None and (all_bias or ".b_" not in n))  # (bias outputs of a spec without biases are dropped)
+        or (p.grad is not None and not torch.isfinite(p.grad).all())
+    ]
     assert not missing, f"parameters without a finite gradient: {missing}"
-    if all(layer.bias for layer in spec.layers):
+    if all_bias:
         # (absent biases enter as zeros, so the maps reading them rightly get zero gradients)
         dead = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
         assert not dead, f"parameters whose gradient is identically zero: {dead}"
@@ -43,32 +65,62 @@ def test_forward_shape_and_every_parameter_gets_a_gradient(name, spec_name, gen)
 @pytest.mark.parametrize("name,spec_name", _cases())
 def test_symmetry_claims(name, spec_name, gen):
     spec = SPECS[spec_name]
-    if spec.is_conv and not model_info(name).supports_conv:
-        pytest.skip("model does not support conv specs (checked above)")
+    _skip_unsupported(name, spec)
+    info = model_info(name)
     model = _model(name, spec)
     w = random_weights(spec, 4, generator=gen, dtype=torch.float64)
-    has_group = any(g.size > 1 for g in spec.permutation_groups())
-    if name == "mlp":
-        if not has_group:
+    check = assert_invariant if info.output == "invariant" else assert_equivariant
+    if not info.symmetric:
+        if not _has_group(spec):
             pytest.skip("spec has no non-trivial hidden permutation")
-        # the baseline claims no symmetry, and indeed has none
-        with pytest.raises(AssertionError, match="not invariant"):
-            assert_invariant(model, w, generator=gen)
+        # a baseline that claims no symmetry indeed has none
+        with pytest.raises(AssertionError, match="not (in|equi)variant"):
+            check(model, w, generator=gen)
         return
-    if model_info(name).output == "invariant":
-        assert_invariant(model, w, generator=gen)
-    if spec.layers[0].out_features > 1:
+    check(model, w, generator=gen)
+    if info.larger_group:
+        # invariant to more by design; show it is not constant: rescale one layer's weights
+        ws = list(w.weights)
+        ws[0] = ws[0] * 3.0
+        diff = (model(Weights(spec, tuple(ws), w.biases)) - model(w)).abs().max()
+        assert diff > 1e-6, f"{name} did not react to a non-symmetric change"
+    elif spec.layers[0].out_features > 1:
         assert_not_invariant(model, w, generator=gen)
 
 
 @pytest.mark.parametrize("spec_name", list(SPECS))
-def test_equivariant_layer(spec_name, gen):
+@pytest.mark.parametrize("io", ["fixed", "permutable"])
+def test_equivariant_layer(spec_name, io, gen):
     spec = SPECS[spec_name]
     w = random_weights(spec, 3, generator=gen, dtype=torch.float64, channels=2).with_biases_filled()
     torch.manual_seed(0)
-    layer = EquivariantLayer(w.spec, 2, 5).double()
+    layer = EquivariantLayer(w.spec, 2, 5, io=io).double()
     out = layer(w)
     assert out.channels == 5 and out.spec == w.spec
     assert_equivariant(layer, w, generator=gen)
     if spec.layers[0].out_features > 1:
         assert_not_invariant(layer, w, generator=gen)
+
+
+def test_probe_is_invariant_to_every_function_preserving_symmetry(gen):
+    from weightspace.core.symmetry import function_preserving_kinds
+
+    for spec in (SPECS["siren"], SPECS["mlp_relu"]):
+        model = _model("probe", spec)
+        w = random_weights(spec, 4, generator=gen, dtype=torch.float64)
+        assert_invariant(model, w, kinds=function_preserving_kinds(spec), generator=gen)
+
+
+def test_graph_batches_mixed_architectures(gen):
+    from weightspace.models.graph import NeuralGraph
+
+    spec_a, spec_b = SPECS["siren"], SPECS["width1"].__class__.mlp([2, 5, 7, 3, 1], activation="sine")
+    torch.manual_seed(0)
+    model = create_model("graph", spec_a, out_features=OUT).double().eval()
+    wa = random_weights(spec_a, 2, generator=gen, dtype=torch.float64)
+    wb = random_weights(spec_b, 3, generator=gen, dtype=torch.float64)
+    mixed = NeuralGraph.cat([model.graph(wa), model.graph(wb)])
+    out = model(mixed)
+    assert out.shape == (5, OUT)
+    torch.testing.assert_close(out[:2], model(wa))
+    torch.testing.assert_close(out[2:], model(wb))

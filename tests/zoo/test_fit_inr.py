@@ -7,7 +7,8 @@ from torch import nn
 from weightspace import Weights, forward
 from weightspace.inr.siren import DWSNETS, NFN, get_recipe
 from weightspace.signals import load_digits
-from weightspace.zoo.fit_inr import build_inr_zoo, fit_inrs
+from weightspace.zoo.build import build_inr_zoo
+from weightspace.zoo.fit_inr import fit_inrs
 from weightspace.zoo.store import Zoo
 
 

@@ -222,11 +222,13 @@ def assert_not_invariant(
     *,
     layer: int = 0,
     generator: torch.Generator | None = None,
-    min_difference: float = 1e-3,
+    min_difference: float | None = None,
 ) -> None:
     """Assert that ``fn`` does not respect an `uncoupled_permutation` ``u``: for an
     invariant ``fn``, ``fn(u . w) != fn(w)``; for an equivariant one (Weights out),
     ``fn(u . w) != u . fn(w)``. A constant or purely elementwise model fails this."""
+    if min_difference is None:  # far above rounding noise for the dtype
+        min_difference = 1e-6 if weights.dtype == torch.float64 else 1e-3
     perm = sample_uncoupled(weights, layer, generator=generator)
     out = fn(weights)
     expected = uncoupled_permutation(out, layer, perm) if isinstance(out, Weights) else out

@@ -76,3 +76,73 @@ class Compose:
         for t in self.transforms:
             weights = t(weights, generator)
         return weights
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """Add noise ``N(0, (relative_std * rms(tensor))^2)`` to every tensor, per network
+    (root mean square rather than std: it is defined for a one-entry tensor too).
+
+    (The DWSNets code's "noise" added a constant shift ``w + std * scale``; this is noise.)
+    """
+
+    relative_std: float = 0.05
+
+    def __call__(self, weights: Weights, generator: torch.Generator | None = None) -> Weights:
+        def noisy(t: Tensor) -> Tensor:
+            scale = t.flatten(1).square().mean(dim=1).sqrt().clamp_min(1e-12).view(-1, *([1] * (t.dim() - 1)))
+            noise = torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device)
+            return t + self.relative_std * scale * noise
+
+        return weights.map(noisy)
+
+
+@dataclass(frozen=True)
+class WeightDropout:
+    """Zero each weight and bias entry with probability ``p`` (no rescaling: a dropped
+    weight is a pruned connection, which keeps the sample a plausible network)."""
+
+    p: float = 0.05
+
+    def __call__(self, weights: Weights, generator: torch.Generator | None = None) -> Weights:
+        if not 0 <= self.p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {self.p}")
+        return weights.map(lambda t: t * (torch.rand(t.shape, generator=generator) >= self.p).to(t))
+
+
+@dataclass(frozen=True)
+class AlignedMixup:
+    """Weight-space mixup (a batch transform: weights and targets together).
+
+    Each network is paired with another of the batch, the partner is aligned to it by
+    weight matching (`weightspace.core.align.align`), and both weights and one-hot targets
+    are interpolated with ``lam ~ Beta(alpha, alpha)``. Targets become soft ``[B, classes]``.
+    """
+
+    num_classes: int
+    alpha: float = 0.2
+
+    def __call__(self, weights: Weights, targets: Tensor, generator: torch.Generator | None = None) -> tuple[Weights, Tensor]:
+        from weightspace.core.align import align
+
+        b = len(weights)
+        partner = torch.randperm(b, generator=generator)
+        aligned = Weights.cat([align(weights[int(j)], weights[i], max_iter=5)[0] for i, j in enumerate(partner)])
+        beta = torch.distributions.Beta(self.alpha, self.alpha)
+        # Beta.sample takes no generator: sample under a seed drawn from ours (reproducible)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            lam = beta.sample((b,)).to(weights.dtype)
+
+        def mix(a: Tensor, c: Tensor) -> Tensor:
+            shape = (b,) + (1,) * (a.dim() - 1)
+            return lam.view(shape) * a + (1 - lam.view(shape)) * c
+
+        mixed = Weights(
+            weights.spec,
+            tuple(mix(a, c) for a, c in zip(weights.weights, aligned.weights)),
+            tuple(None if a is None else mix(a, c) for a, c in zip(weights.biases, aligned.biases)),
+        )
+        onehot = torch.nn.functional.one_hot(targets, self.num_classes).to(weights.dtype) if targets.dim() == 1 else targets
+        return mixed, mix(onehot, onehot[partner])

@@ -104,6 +104,13 @@ class SirenRecipe:
 
 
 # Navon et al. (DWSNets, ICML 2023) MNIST / Fashion-MNIST INRs; ../shared/ANCHORS.md.
+# Checked against their nn/inr.py: INR = Sequential(Siren(2, 32), Siren(32, 32), nn.Linear(32, 1)),
+# forward = seq(x) + 0.5; Siren(is_first=False) draws U(-sqrt(6/in)/30, ..) for every sine
+# layer (so no special first layer) and zeroes its bias; sin(30 (Wx + b)). The output layer is
+# a plain nn.Linear: PyTorch's default weight init, as here. Its bias is PyTorch's default
+# there too (U(-1/sqrt(32), ..)), while this recipe zeroes it, as ANCHORS.md says ("zero
+# biases"); a v2 would be needed to follow the code rather than the paper's description.
+# Their coordinates are np.meshgrid(x, y) ('xy': input 0 is the column); see zoo/importers.py.
 DWSNETS = SirenRecipe(
     name="dwsnets",
     version=1,
@@ -118,6 +125,11 @@ DWSNETS = SirenRecipe(
 )
 
 # Zhou et al. (NFN, NeurIPS 2023) SIREN INRs: standard SIREN init, targets in [-1, 1].
+# Checked against their experiments/siren_utils.py (Sitzmann's SIREN): SineLayer(is_first)
+# U(-1/in, 1/in), hidden SineLayer and the outermost nn.Linear U(-sqrt(6/in)/30, ..); every
+# bias keeps nn.Linear's default U(-1/sqrt(in), ..); grid torch.meshgrid (indexing 'ij');
+# images normalised by Normalize(0.5, 0.5) to [-1, 1]. Their classifiers train on 10 extra
+# fits per training image (classify_siren.py, MNIST setup: extra_aug=10, prefix "_aug{i}"), 45k/5k split.
 NFN = SirenRecipe(
     name="nfn",
     version=1,

@@ -49,8 +49,17 @@ def unfold(spec: NetworkSpec, ws: list[Tensor], bs: list[Tensor], channels: int)
         bsz, o, n = t.shape[:3]
         t = t.reshape(bsz, o, n, channels, -1).permute(0, 3, 1, 2, 4)
         out_w.append(t.reshape(bsz, channels, o, n, *layer.kernel_size))
-    filled = NetworkSpec(tuple(_with_bias(layer) for layer in spec.layers), pool=spec.pool)
+    filled = filled_spec(spec)
     return Weights(filled, tuple(out_w), tuple(b.permute(0, 2, 1) for b in bs))
+
+
+def restore_spec(w: Weights, spec: NetworkSpec) -> Weights:
+    """Drop the biases that ``spec`` does not have (after a layer that always makes them)."""
+    return Weights(spec, w.weights, tuple(b if layer.bias else None for b, layer in zip(w.biases, spec.layers)))
+
+
+def filled_spec(spec: NetworkSpec) -> NetworkSpec:
+    return NetworkSpec(tuple(_with_bias(layer) for layer in spec.layers), pool=spec.pool)
 
 
 def _with_bias(layer):
@@ -65,9 +74,11 @@ class EquivariantLayer(nn.Module):
     forward: `Weights` ``[B, C, ...]`` -> `Weights` ``[B, C', ...]`` (biases always present).
     """
 
-    def __init__(self, spec: NetworkSpec, in_channels: int, out_channels: int) -> None:
+    def __init__(self, spec: NetworkSpec, in_channels: int, out_channels: int, io: str = "fixed") -> None:
         super().__init__()
-        self.spec, self.cin, self.cout = spec, in_channels, out_channels
+        if io not in ("fixed", "permutable"):
+            raise ValueError(f"io must be 'fixed' (DWS / NFN-HNP) or 'permutable' (NFN-NP), got {io!r}")
+        self.spec, self.cin, self.cout, self.io = spec, in_channels, out_channels, io
         L = spec.num_layers
         ck = [in_channels * _k(spec, i) for i in range(L)]
         cko = [out_channels * _k(spec, i) for i in range(L)]
@@ -85,15 +96,17 @@ class EquivariantLayer(nn.Module):
         self.w_prev_bias = nn.ModuleList(lin(c, cko[i], bias=False) for i in range(1, L))
         self.w_next_col = nn.ModuleList(lin(ck[i + 1], cko[i], bias=False) for i in range(L - 1))
         # fixed input axis of layer 0 and output axis of the last layer: dense mixing
+        # (absent in NP mode, which treats input and output neurons as permutable too)
         n0, oL = spec.layers[0].in_features, spec.layers[-1].out_features
-        self.w_in_dense = lin(n0 * ck[0], n0 * cko[0], bias=False)
-        self.w_out_dense = lin(oL * ck[-1], oL * cko[-1], bias=False)
+        dense = io == "fixed"
+        self.w_in_dense = lin(n0 * ck[0], n0 * cko[0], bias=False) if dense else None
+        self.w_out_dense = lin(oL * ck[-1], oL * cko[-1], bias=False) if dense else None
         self.b_self = nn.ModuleList(lin(c, co) for i in range(L))
         self.b_row = nn.ModuleList(lin(ck[i], co, bias=False) for i in range(L))
         self.b_all = nn.ModuleList(lin(c, co, bias=False) for i in range(L))
         self.b_layer = nn.ModuleList(lin(ck[i], co, bias=False) for i in range(L))
         self.b_next_col = nn.ModuleList(lin(ck[i + 1], co, bias=False) for i in range(L - 1))
-        self.b_out_dense = lin(oL * c, oL * co, bias=False)
+        self.b_out_dense = lin(oL * c, oL * co, bias=False) if dense else None
         self._init_scale()
 
     def _init_scale(self) -> None:
@@ -123,9 +136,9 @@ class EquivariantLayer(nn.Module):
                 y = y + (self.w_prev_row[i - 1](rows[i - 1]) + self.w_prev_bias[i - 1](bs[i - 1])).unsqueeze(1)
             if i < L - 1:
                 y = y + self.w_next_col[i](cols[i + 1]).unsqueeze(2)
-            if i == 0:
+            if i == 0 and self.w_in_dense is not None:
                 y = y + self.w_in_dense(t.reshape(bsz, o, -1)).reshape(bsz, o, n, -1)
-            if i == L - 1:
+            if i == L - 1 and self.w_out_dense is not None:
                 y = y + self.w_out_dense(t.transpose(1, 2).reshape(bsz, n, -1)).reshape(bsz, n, o, -1).transpose(1, 2)
             out_w.append(y)
 
@@ -133,39 +146,42 @@ class EquivariantLayer(nn.Module):
             b = b + (self.b_all[i](ball[i]) + self.b_layer[i](alls[i])).unsqueeze(1)
             if i < L - 1:
                 b = b + self.b_next_col[i](cols[i + 1])
-            else:
+            elif self.b_out_dense is not None:
                 b = b + self.b_out_dense(bs[i].reshape(bsz, -1)).reshape(bsz, o, -1)
             out_b.append(b)
         return unfold(self.spec, out_w, out_b, self.cout)
 
 
 class InvariantPool(nn.Module):
-    """Weights ``[B, C, ...]`` -> ``[B, F]``: mean and max over every hidden axis; the
-    axes of input and output neurons are kept (the group does not move them)."""
+    """Weights ``[B, C, ...]`` -> ``[B, F]``: statistics (``"mean"``, ``"max"``) over every
+    hidden axis; with ``io="fixed"`` the axes of input and output neurons are kept (the group
+    does not move them), with ``io="permutable"`` they are pooled too."""
 
-    def __init__(self, spec: NetworkSpec, channels: int) -> None:
+    def __init__(self, spec: NetworkSpec, channels: int, io: str = "fixed", stats: tuple[str, ...] = ("mean", "max")) -> None:
         super().__init__()
-        self.spec = spec
+        self.spec, self.io, self.stats = spec, io, stats
         L = spec.num_layers
         feats = 0
         for i, layer in enumerate(spec.layers):
-            keep_n = layer.in_features if i == 0 else 1
-            keep_o = layer.out_features if i == L - 1 else 1
-            feats += 2 * (keep_o * keep_n * channels * _k(spec, i) + keep_o * channels)
+            keep_n = layer.in_features if i == 0 and io == "fixed" else 1
+            keep_o = layer.out_features if i == L - 1 and io == "fixed" else 1
+            feats += len(stats) * (keep_o * keep_n * channels * _k(spec, i) + keep_o * channels)
         self.out_features = feats
 
     def forward(self, w: Weights) -> Tensor:
         ws, bs = fold(w)
         L = len(ws)
         parts = []
+        perm = self.io == "permutable"
         for i, (t, b) in enumerate(zip(ws, bs)):
-            dims_w = tuple(d for d, hidden in ((1, i < L - 1), (2, i > 0)) if hidden)
-            dims_b = (1,) if i < L - 1 else ()
+            dims_w = tuple(d for d, moves in ((1, i < L - 1 or perm), (2, i > 0 or perm)) if moves)
+            dims_b = (1,) if i < L - 1 or perm else ()
             for x, dims in ((t, dims_w), (b, dims_b)):
-                if dims:
-                    parts += [x.mean(dim=dims).flatten(1), x.amax(dim=dims).flatten(1)]
-                else:
-                    parts += [x.flatten(1), x.flatten(1)]
+                for stat in self.stats:
+                    if not dims:
+                        parts.append(x.flatten(1))
+                    else:
+                        parts.append((x.mean(dim=dims) if stat == "mean" else x.amax(dim=dims)).flatten(1))
         return torch.cat(parts, dim=1)
 
 
@@ -185,8 +201,18 @@ class ChannelNorm(nn.Module):
         return w.map(norm)
 
 
-@register_model("dws", output="invariant", supports_conv=True, summary="DWSNets-style equivariant layers + invariant pooling")
-class DWSClassifier(nn.Module):
+class EquivariantClassifier(nn.Module):
+    """Equivariant layers (ReLU, optional `ChannelNorm`) -> `InvariantPool` -> MLP head.
+
+    Subclasses fix the published design choices: ``io`` (fixed or permutable input/output
+    neurons), ``norm``, the pooling ``stats`` and the head's depth.
+    """
+
+    io: str = "fixed"
+    norm: bool = True
+    stats: tuple[str, ...] = ("mean", "max")
+    head_layers: int = 1
+
     def __init__(
         self,
         spec: NetworkSpec,
@@ -196,20 +222,20 @@ class DWSClassifier(nn.Module):
         head_hidden: int = 128,
         dropout: float = 0.1,
         in_channels: int = 1,
-        norm: str = "channel",
     ) -> None:
         super().__init__()
         self.spec = spec
-        if norm not in ("channel", "none"):
-            raise ValueError(f"norm must be 'channel' or 'none', got {norm!r}")
         chans = [in_channels] + [hidden_channels] * num_layers
-        filled = NetworkSpec(tuple(_with_bias(layer) for layer in spec.layers), pool=spec.pool)
-        self.layers = nn.ModuleList(EquivariantLayer(filled, a, b) for a, b in zip(chans[:-1], chans[1:]))
-        self.norms = nn.ModuleList(ChannelNorm(c) if norm == "channel" else nn.Identity() for c in chans[1:])
-        self.pool = InvariantPool(filled, chans[-1])
-        self.head = nn.Sequential(
-            nn.Linear(self.pool.out_features, head_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_hidden, out_features)
-        )
+        filled = filled_spec(spec)
+        self.layers = nn.ModuleList(EquivariantLayer(filled, a, b, io=self.io) for a, b in zip(chans[:-1], chans[1:]))
+        self.norms = nn.ModuleList(ChannelNorm(c) if self.norm else nn.Identity() for c in chans[1:])
+        self.pool = InvariantPool(filled, chans[-1], io=self.io, stats=self.stats)
+        head: list[nn.Module] = []
+        width = self.pool.out_features
+        for _ in range(self.head_layers):
+            head += [nn.Linear(width, head_hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = head_hidden
+        self.head = nn.Sequential(*head, nn.Linear(width, out_features))
 
     def features(self, weights: Weights) -> Weights:
         """The equivariant trunk: `Weights` [B, C, ...] -> [B, hidden_channels, ...]."""
@@ -221,3 +247,8 @@ class DWSClassifier(nn.Module):
     def forward(self, weights: Weights) -> Tensor:
         """``weights`` [B, C, ...] -> logits ``[B, out_features]``."""
         return self.head(self.pool(self.features(weights)))
+
+
+@register_model("dws", output="invariant", supports_conv=True, summary="DWSNets-style equivariant layers + invariant pooling")
+class DWSClassifier(EquivariantClassifier):
+    io, norm, stats, head_layers = "fixed", True, ("mean", "max"), 1

@@ -13,7 +13,7 @@ from weightspace.core.weights import Weights
 from weightspace.models.registry import register_model
 
 
-@register_model("mlp", output="invariant", supports_conv=True, summary="MLP on the flattened weights (no symmetry)")
+@register_model("mlp", output="invariant", supports_conv=True, summary="MLP on the flattened weights (no symmetry)", symmetric=False)
 class FlatMLP(nn.Module):
     def __init__(
         self, spec: NetworkSpec, out_features: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.1, in_channels: int = 1

@@ -20,18 +20,28 @@ class ModelInfo:
     supports_conv: bool
     builder: Callable[..., nn.Module]
     summary: str
+    symmetric: bool  # invariant/equivariant to hidden-neuron permutations (False: a baseline that is not)
+    # a group larger than the hidden-neuron permutations that the model is invariant to by
+    # design (so it passes uncoupled permutations too), e.g. statistics of each tensor
+    larger_group: str | None = None
 
 
 _MODELS: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, *, output: Output, supports_conv: bool, summary: str):
-    """Class decorator: ``@register_model("dws", output="invariant", supports_conv=True, ...)``."""
+def register_model(
+    name: str, *, output: Output, supports_conv: bool, summary: str, symmetric: bool = True, larger_group: str | None = None
+):
+    """Class decorator: ``@register_model("dws", output="invariant", supports_conv=True, ...)``.
+
+    Invariant models are built as ``cls(spec, out_features, **config)`` and map `Weights` to
+    ``[B, out_features]``; equivariant ones as ``cls(spec, **config)`` and map `Weights` to
+    `Weights` of the same spec."""
 
     def wrap(cls):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = ModelInfo(name, output, supports_conv, cls, summary)
+        _MODELS[name] = ModelInfo(name, output, supports_conv, cls, summary, symmetric, larger_group)
         return cls
 
     return wrap
@@ -39,7 +49,7 @@ def register_model(name: str, *, output: Output, supports_conv: bool, summary: s
 
 def _ensure_loaded() -> None:
     # importing the model modules runs their @register_model decorators
-    from weightspace.models import dws, mlp  # noqa: F401
+    from weightspace.models import dws, editors, graph, mlp, nfn, probe, statnn, transformer  # noqa: F401
 
 
 def list_models(output: Output | None = None) -> list[str]:

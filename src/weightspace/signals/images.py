@@ -36,6 +36,8 @@ _IDX_DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4
 _MAX_GZIP_RATIO = 1100
 
 Indices = Sequence[int] | np.ndarray | torch.Tensor
+# Recorded in every image zoo's provenance; see `ImageDataset.coordinates`.
+IMAGE_COORDINATES = "pixel centres, torch.linspace(-1, 1) per axis, indexing='ij' (row, col), row-major"
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +82,19 @@ class ImageDataset:
         """Per-image shape ``(H, W, C)``."""
         _, h, w, c = self.images.shape
         return int(h), int(w), int(c)
+
+    @property
+    def signal_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)``: the `SignalDataset` name for `shape`."""
+        return self.shape
+
+    @property
+    def kind(self) -> str:
+        return "image"
+
+    @property
+    def coordinate_description(self) -> str:
+        return IMAGE_COORDINATES
 
     def subset(self, indices: Indices) -> ImageDataset:
         """Images at ``indices`` (int positions or a boolean mask of length N), in that order."""
@@ -342,7 +357,8 @@ def load_image_folder(root: str | os.PathLike[str], size: tuple[int, int] | None
 
 
 def load_images(name_or_path: str | os.PathLike[str], **kw: object) -> ImageDataset:
-    """Load ``"digits"``, ``"mnist-subset"``, an IDX folder or an image folder; ``kw`` go to that loader."""
+    """Load ``"digits"``, ``"mnist-subset"``, an IDX folder, a CIFAR binary folder or an image folder;
+    ``kw`` go to that loader."""
     if isinstance(name_or_path, str) and name_or_path in DATASET_NAMES:
         loader = load_digits if name_or_path == "digits" else load_mnist_subset
         return loader(**kw)  # type: ignore[arg-type]
@@ -350,6 +366,10 @@ def load_images(name_or_path: str | os.PathLike[str], **kw: object) -> ImageData
     if path.is_dir():
         if is_idx_folder(path):
             return load_mnist_idx(path, **kw)  # type: ignore[arg-type]
+        from weightspace.signals.cifar import is_cifar_folder, load_cifar  # cifar.py imports this module
+
+        if is_cifar_folder(path):
+            return load_cifar(path, **kw)  # type: ignore[arg-type]
         return load_image_folder(path, **kw)  # type: ignore[arg-type]
     raise ValueError(f"unknown image dataset {str(name_or_path)!r}: expected one of {list(DATASET_NAMES)} "
-                     "or a directory (MNIST-layout IDX files, or root/<class>/<images>)")
+                     "or a directory (MNIST-layout IDX files, CIFAR binary files, or root/<class>/<images>)")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weightspace.core.transforms import Standardize
+from weightspace.core.transforms import AlignedMixup, Standardize
 from weightspace.models.registry import create_model, model_info
 from weightspace.train import TrainConfig, Transform, WeightBatches, evaluate, fit
 from weightspace.zoo.store import Zoo
@@ -23,8 +23,10 @@ class Classification:
     def step(self, model: nn.Module, batch) -> tuple[Tensor, dict[str, Tensor], int]:
         weights, labels = batch
         logits = model(weights)
+        # soft targets [B, classes] come from mixup; cross_entropy takes them as probabilities
         loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(dim=1) == labels).float().mean()
+        hard = labels.argmax(dim=1) if labels.dim() == 2 else labels
+        acc = (logits.argmax(dim=1) == hard).float().mean()
         return loss, {"loss": loss.detach(), "acc": acc}, len(labels)
 
 
@@ -58,6 +60,7 @@ def classify_zoo(
     model_config: dict[str, Any] | None = None,
     target: str = "label",
     augment: Transform | None = None,
+    mixup: float | None = None,
 ) -> ClassifyResult:
     """Train registry model ``model_name`` on the zoo's train split to predict column
     ``target``; pick the epoch by val accuracy; report test accuracy."""
@@ -70,12 +73,16 @@ def classify_zoo(
         w, table = zoo.load(name)
         splits[name] = (w, torch.as_tensor(table[target].to_numpy().copy(), dtype=torch.long))
     num_classes = int(zoo.table[target].max()) + 1
-    norm = Standardize.fit(splits["train"][0])
+    torch.manual_seed(config.seed)  # model initialisation
+    model = create_model(model_name, zoo.spec, out_features=num_classes, **(model_config or {}))
+    # Models that run the networks (probes) need the raw weights; the others learn better
+    # from per-tensor standardised ones (a scalar per tensor keeps every symmetry).
+    norm = (lambda w, g=None: w) if getattr(model, "wants_raw_weights", False) else Standardize.fit(splits["train"][0])
     data = {k: WeightBatches(norm(w), y, seed=config.seed) for k, (w, y) in splits.items()}
     # augmentations act on raw weights' symmetries, which standardisation preserves
     data["train"].transform = augment
-    torch.manual_seed(config.seed)  # model initialisation
-    model = create_model(model_name, zoo.spec, out_features=num_classes, **(model_config or {}))
+    if mixup:
+        data["train"].batch_transform = AlignedMixup(num_classes, alpha=mixup)
     task = Classification()
     result = fit(model, task, data["train"], data["val"], config)
     test = evaluate(result.model, task, data["test"], config)

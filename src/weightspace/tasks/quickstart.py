@@ -22,7 +22,7 @@ from weightspace.plots import plot_reconstructions
 from weightspace.signals import load_images
 from weightspace.tasks.classify import classify_zoo
 from weightspace.train import TrainConfig
-from weightspace.zoo.fit_inr import build_inr_zoo
+from weightspace.zoo.build import build_inr_zoo
 from weightspace.zoo.store import Zoo, ZooError
 
 

@@ -1,4 +1,4 @@
-"""Fitting many INRs at once, and building an INR zoo from a signal dataset.
+"""Fitting many INRs at once (building a zoo from them: `weightspace.zoo.build`).
 
 All networks of a batch are one set of stacked tensors: one batched matmul per layer per
 step, an elementwise Adam over the stack (so each network keeps its own moments, exactly
@@ -8,12 +8,9 @@ networks from the batch. No Python loop runs over networks.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -21,7 +18,6 @@ from tqdm.auto import tqdm
 from weightspace.core.functional import forward
 from weightspace.core.weights import Weights
 from weightspace.inr.siren import SirenRecipe
-from weightspace.zoo.store import Zoo, ZooWriter
 
 # Activations of a fitting step are [n, P, width] float32 tensors; glibc malloc slows
 # down markedly on allocations above ~32 MB, so batches are sized to stay under it.
@@ -132,81 +128,3 @@ def _as_weights(spec, tensors: list[Tensor]) -> Weights:
         ws.append(next(it).unsqueeze(1))
         bs.append(next(it).unsqueeze(1) if layer.bias else None)
     return Weights(spec, tuple(ws), tuple(bs))
-
-
-def build_inr_zoo(
-    dataset,
-    out: str | Path,
-    recipe: SirenRecipe,
-    *,
-    seed: int = 0,
-    shard_size: int = 256,
-    batch_size: int | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    extra_provenance: dict | None = None,
-) -> Zoo:
-    """Fit one INR per image of ``dataset`` (an `ImageDataset`) into a zoo at ``out``.
-
-    Resumable: shards already on disk are kept. Network ``i`` (source index ``i``) has
-    seed ``seed * 1_000_000 + i``, so a resumed or re-batched run gives the same zoo.
-    """
-    coords = dataset.coordinates()
-    targets = dataset.targets()
-    n = len(dataset)
-    h, w_, ch = dataset.shape
-    spec = recipe.spec(coords.shape[1], ch)
-    num_shards = math.ceil(n / shard_size)
-    writer = ZooWriter(
-        out,
-        spec,
-        shard_size=shard_size,
-        num_networks=n,
-        provenance={
-            "kind": "inr",
-            "recipe": recipe.to_dict(),
-            "dataset": dataset.name,
-            "signal_shape": [h, w_, ch],
-            "coordinates": "pixel centres, torch.linspace(-1, 1) per axis, indexing='ij' (row, col), row-major",
-            "seed": seed,
-            "seed_rule": "network seed = seed * 1_000_000 + source_index",
-            "library": _version(),
-            **(extra_provenance or {}),
-        },
-    )
-    todo = [k for k in range(num_shards) if k not in writer.completed_shards()]
-    batch_size = batch_size or auto_batch_size(coords.shape[0], max(recipe.hidden))
-    bar = tqdm(total=n, initial=n - sum(_shard_len(k, shard_size, n) for k in todo), disable=not progress, desc="fitting INRs", unit="net")
-    for k in todo:
-        idx = np.arange(k * shard_size, min(n, (k + 1) * shard_size))
-        parts = []
-        for start in range(0, len(idx), batch_size):
-            sel = idx[start : start + batch_size]
-            parts.append(fit_inrs(coords, targets[sel], recipe, [seed * 1_000_000 + int(i) for i in sel], device=device))
-            bar.update(len(sel))
-        psnr = torch.cat([r.psnr for r in parts])
-        writer.write_shard(
-            k,
-            Weights.cat([r.weights for r in parts]).to("cpu"),
-            {
-                "source_index": idx.tolist(),
-                "label": dataset.labels[idx].tolist(),
-                "split": [str(s) for s in np.asarray(dataset.split)[idx]],
-                "psnr": psnr.tolist(),
-                "steps": torch.cat([r.steps for r in parts]).tolist(),
-                "seed": [seed * 1_000_000 + int(i) for i in idx],
-            },
-        )
-        bar.set_postfix(mean_psnr=f"{psnr.mean():.1f}dB")
-    bar.close()
-    return writer.finalize()
-
-
-def _shard_len(k: int, shard_size: int, n: int) -> int:
-    return min(n, (k + 1) * shard_size) - k * shard_size
-
-
-def _version() -> str:
-    from weightspace import __version__
-
-    return __version__

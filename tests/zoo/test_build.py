@@ -1,0 +1,128 @@
+"""build_inr_zoo: any signal kind, NFN's k INRs per training image, kill-and-resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from weightspace.inr.siren import get_recipe
+from weightspace.signals import load_digits, load_shapes, load_tones
+from weightspace.zoo.build import build_inr_zoo, network_seed, plan_networks
+from weightspace.zoo.store import Zoo
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = get_recipe("dwsnets", steps=15)
+
+
+def _same(a: Zoo, b: Zoo) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.weights().tensors(), b.weights().tensors()))
+
+
+def test_plan_and_seed_rule() -> None:
+    src, copy = plan_networks(("train", "test", "train", "val"), 3)
+    assert src.tolist() == [0, 1, 2, 3, 0, 2, 0, 2] and copy.tolist() == [0, 0, 0, 0, 1, 1, 2, 2]
+    assert network_seed(2, 5) == 2_000_005 and network_seed(2, 5, 1) == 2_000_005 + 10**12
+    with pytest.raises(ValueError):
+        plan_networks(("train",), 0)
+
+
+def test_k_inrs_per_training_image(tmp_path) -> None:
+    data = load_digits(limit=2)  # 2 per split
+    one = build_inr_zoo(data, tmp_path / "one", RECIPE, shard_size=4, progress=False)
+    many = build_inr_zoo(
+        data, tmp_path / "many", RECIPE, shard_size=4, progress=False, inrs_per_train_image=3
+    )
+    t = many.table
+    assert len(many) == 2 * 3 + 2 + 2 and t["copy"].tolist() == [0] * 6 + [1, 1, 2, 2]
+    assert (t[t["copy"] > 0]["split"] == "train").all()
+    assert t.groupby(["source_index", "copy"]).size().max() == 1 and t["seed"].is_unique
+    assert t["seed"].tolist() == [network_seed(0, i, c) for i, c in zip(t["source_index"], t["copy"])]
+    assert t["label"].tolist() == data.labels[t["source_index"].to_numpy().copy()].tolist()
+    # copy 0 is the one-per-image zoo, network for network
+    first = many.weights(np.arange(6))
+    assert all(torch.equal(a, b) for a, b in zip(first.tensors(), one.weights().tensors()))
+    # copies of one image start from other seeds, so they are other networks
+    pos = t.index[(t["source_index"] == t["source_index"][4])].tolist()
+    w = many.weights(pos).weights[0]
+    assert not torch.equal(w[0], w[1])
+    assert many.provenance["inrs_per_train_image"] == 3 and "copy * 10**12" in many.provenance["seed_rule"]
+    assert one.provenance["seed_rule"] == "network seed = seed * 1_000_000 + source_index"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: load_shapes(1, 5, classes=("sphere", "box", "torus")), lambda: load_tones(1, 32)],
+    ids=["shapes", "audio"],
+)
+def test_any_signal_kind(tmp_path, make) -> None:
+    data = make()
+    zoo = build_inr_zoo(data, tmp_path / "z", RECIPE, shard_size=4, progress=False)
+    p = zoo.provenance
+    assert len(zoo) == len(data) and zoo.spec.in_features == data.coordinates().shape[1]
+    assert p["signal_kind"] == data.kind and tuple(p["signal_shape"]) == data.signal_shape
+    assert p["signal_meta"] == dict(data.meta)
+
+
+CHILD = """
+import sys, torch
+sys.path.insert(0, {root!r})
+torch.set_num_threads(1)
+from tests.zoo.test_build import kill_resume_data, KILL_RECIPE
+from weightspace.zoo.build import build_inr_zoo
+build_inr_zoo(kill_resume_data(), {out!r}, KILL_RECIPE, shard_size=2, progress=False, inrs_per_train_image=2)
+"""
+KILL_RECIPE = get_recipe("dwsnets", steps=150, early_stop_psnr=None)
+
+
+def kill_resume_data():
+    return load_digits(limit=4)  # 12 images, 4 of them train: 16 networks in 8 shards
+
+
+def test_killed_build_resumes_to_the_uninterrupted_result(tmp_path) -> None:
+    out = tmp_path / "killed"
+    env = {**os.environ, "WS_TEST_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD.format(root=str(ROOT), out=str(out)))], env=env
+    )
+    first = out / "shards" / "00000.safetensors"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)  # a real crash: no handlers, no cleanup
+    proc.wait()
+    assert first.exists(), "the child never wrote its first shard"
+    meta = (out / "zoo.json").read_text()
+    assert '"complete": false' in meta
+    before = {f.name: f.stat().st_mtime_ns for f in (out / "shards").glob("*.safetensors")}
+    assert 1 <= len(before) < 8
+    resumed = build_inr_zoo(
+        kill_resume_data(), out, KILL_RECIPE, shard_size=2, progress=False, inrs_per_train_image=2
+    )
+    after = {f.name: f.stat().st_mtime_ns for f in (out / "shards").glob("*.safetensors")}
+    assert len(after) == 8 and all(
+        after[name] == t for name, t in before.items()
+    )  # finished shards untouched
+    assert not list((out / "shards").glob(".*"))
+    t = resumed.table
+    assert resumed.complete and t["id"].tolist() == list(range(16))
+    assert t.groupby(["source_index", "copy"]).size().max() == 1  # every network exactly once
+    whole = build_inr_zoo(
+        kill_resume_data(),
+        tmp_path / "whole",
+        KILL_RECIPE,
+        shard_size=2,
+        progress=False,
+        inrs_per_train_image=2,
+    )
+    assert _same(resumed, whole)
+    cols = ["source_index", "copy", "label", "split", "seed", "steps", "psnr"]
+    assert resumed.table[cols].equals(whole.table[cols])
