@@ -31,3 +31,16 @@ def test_errors_are_clean(tmp_path):
     assert r.exit_code == 2 and "cifar-1000" in r.output
     r = runner.invoke(app, ["models"])
     assert "dws" in r.output and "mlp" in r.output
+
+
+def test_edit_and_mixup_commands(tmp_path):
+    out = tmp_path / "zoo"
+    r = runner.invoke(app, ["zoo", "fit-inrs", "--dataset", "digits", "--limit", "8", "--steps", "10", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["edit", str(out), "--epochs", "1", "--no-progress", "--figure", str(tmp_path / "e.png")])
+    assert r.exit_code == 0, r.output
+    assert "test MSE" in r.output and (tmp_path / "e.png").exists()
+    r = runner.invoke(app, ["edit", str(out), "--model", "dws", "--epochs", "1", "--no-progress"])
+    assert r.exit_code == 2 and "equivariant" in r.output
+    r = runner.invoke(app, ["train", str(out), "--model", "mlp", "--epochs", "1", "--mixup", "0.2", "--no-progress"])
+    assert r.exit_code == 0, r.output

@@ -152,6 +152,7 @@ def train(
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
     augment: str = typer.Option("", help="random symmetries applied to training batches: e.g. 'sign' or 'permutation,scale'"),
+    mixup: Optional[float] = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
@@ -164,7 +165,7 @@ def train(
         zoo = Zoo.open(zoo_path)
         aug = RandomSymmetry(tuple(augment.split(","))) if augment else None
         res = classify_zoo(
-            zoo, model, target=target, augment=aug,
+            zoo, model, target=target, augment=aug, mixup=mixup,
             config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress),
         )
     except (ValueError, KeyError, ZooError) as e:
@@ -173,6 +174,32 @@ def train(
         f"{model}: test accuracy {100 * res.test_acc:.2f}% (best val {100 * res.val_acc:.2f}%), "
         f"{res.num_params:,} parameters, {res.examples_per_second:.0f} examples/s"
     )
+
+
+@app.command("edit")
+def edit(
+    zoo_path: Path = typer.Argument(..., help="image INR zoo"),
+    model: str = typer.Option("dws_eq", help="equivariant registry model (see `weightspace models`)"),
+    epochs: int = typer.Option(20),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(1e-3),
+    seed: int = typer.Option(0),
+    figure: Optional[Path] = typer.Option(None, "--figure", help="write input / target / edited images here"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Train a weight-to-weight model to dilate the zoo's INRs; report test MSE."""
+    from weightspace.tasks.edit import edit_zoo, plot_edits
+    from weightspace.train import TrainConfig
+    from weightspace.zoo.store import Zoo, ZooError
+
+    try:
+        zoo = Zoo.open(zoo_path)
+        res = edit_zoo(zoo, model, config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress))
+    except (ValueError, KeyError, ZooError) as e:
+        _fail(str(e))
+    console.print(f"{model}: test MSE {res.test_mse:.5f} (no edit: {res.identity_mse:.5f}), {res.num_params:,} parameters")
+    if figure:
+        console.print(f"figure: {plot_edits(zoo, [res], figure)}")
 
 
 @app.command("models")
