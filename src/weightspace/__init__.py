@@ -15,6 +15,8 @@ from weightspace.core import (
     sample_group_element,
     uncoupled_permutation,
 )
+from weightspace.inr.meta import MetaConfig, meta_train
+from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig
 from weightspace.models.registry import create_model, list_models
 from weightspace.zoo.store import Zoo, ZooError, ZooWriter
 
@@ -23,6 +25,9 @@ __version__ = "0.1.0"
 __all__ = [
     "GroupElement",
     "LayerSpec",
+    "MetaConfig",
+    "ModulatedSiren",
+    "ModulatedSirenConfig",
     "NetworkSpec",
     "Sine",
     "Weights",
@@ -37,6 +42,7 @@ __all__ = [
     "create_model",
     "forward",
     "list_models",
+    "meta_train",
     "permute",
     "sample_group_element",
     "uncoupled_permutation",
