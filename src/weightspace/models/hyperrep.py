@@ -1,0 +1,180 @@
+"""The hyper-representation autoencoder (after Schürholt et al. 2021/2022 and SANE):
+neuron tokens -> transformer encoder -> compact embedding -> transformer decoder -> tokens.
+
+Pipeline of `HyperRepresentation.encode`::
+
+    Weights -> per-tensor standardisation -> canonical neuron order -> tokens [B, T, width]
+            -> linear + layer / neuron-index embeddings -> transformer encoder
+            -> K learned queries attend to the tokens (pooling) -> z [B, K * latent_dim]
+
+`decode` runs K latent vectors through a transformer decoder whose T queries are the
+layer / neuron-index embeddings alone, maps each to a token and undoes tokenisation and
+standardisation: an embedding becomes a runnable network of the model's spec.
+
+Symmetry. A transformer over neuron tokens with neuron-index embeddings is *not*
+invariant to permutations of hidden neurons: permuting layer i moves its tokens *and*
+reorders the entries inside every token of layer i + 1. With ``canonical=True`` (the
+default) the encoder first puts each network into the canonical neuron order of
+`weightspace.core.align.canonicalize` (neurons sorted by bias, then first incoming
+weight, then row sum, layer by layer), so ``encode(g . w) == encode(w)`` exactly for every
+hidden-neuron permutation g (up to ties in the sort keys, which real weights do not
+have). The decoder then produces networks in canonical order. With ``canonical=False``
+the model is the published non-invariant one and learns the symmetry from permutation
+augmentation only; `weightspace.tasks.hyperrep.invariance_gap` measures how far it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from weightspace.core.align import canonicalize
+from weightspace.core.spec import NetworkSpec
+from weightspace.core.tokens import TokenLayout, detokenize, token_width, tokenize
+from weightspace.core.transforms import Standardize
+from weightspace.core.weights import Weights
+
+
+@dataclass(frozen=True)
+class HyperRepConfig:
+    d_model: int = 64
+    num_heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    latent_tokens: int = 4  # K: the embedding is K * latent_dim values
+    latent_dim: int = 16
+    projection_dim: int = 32  # contrastive head
+    dropout: float = 0.0
+    canonical: bool = True
+    width: int | None = None  # token width; None: the spec's widest token
+    max_layers: int | None = None  # layer-embedding table size; None: the spec's depth
+    max_neurons: int | None = None  # neuron-index table size; None: the spec's widest layer
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.latent_tokens * self.latent_dim
+
+
+def _shape_key(spec: NetworkSpec) -> tuple:
+    return spec.pool, tuple((la.kind, la.in_features, la.out_features, la.kernel_size, la.bias) for la in spec.layers)
+
+
+def _block(d: int, heads: int, dropout: float, decoder: bool) -> nn.Module:
+    cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
+    return cls(d, heads, 2 * d, dropout, batch_first=True, norm_first=True)
+
+
+class HyperRepresentation(nn.Module):
+    """Encoder ``Weights -> [B, E]`` and decoder ``[B, E] -> Weights`` for networks of ``spec``.
+
+    Call `fit_normalisation` on training weights before training (the per-tensor means
+    and stds live in buffers, so they are saved with the model).
+    """
+
+    def __init__(self, spec: NetworkSpec, config: HyperRepConfig = HyperRepConfig()) -> None:
+        super().__init__()
+        self.spec, self.config = spec, config
+        c = config
+        self.width = c.width or token_width(spec)
+        self.layout = TokenLayout(spec, self.width)
+        max_layers = c.max_layers or spec.num_layers
+        max_neurons = c.max_neurons or max(layer.out_features for layer in spec.layers)
+        if max_layers < spec.num_layers or max_neurons < max(layer.out_features for layer in spec.layers):
+            raise ValueError(f"max_layers / max_neurons ({max_layers}, {max_neurons}) too small for {spec.describe()}")
+        self.register_buffer("layer_ids", self.layout.layer_ids, persistent=False)
+        self.register_buffer("neuron_ids", self.layout.neuron_ids, persistent=False)
+        self.register_buffer("mask", self.layout.mask, persistent=False)
+        n_tensors = len(Weights.unflatten(spec, torch.zeros(1, spec.num_params)).tensors())
+        self.register_buffer("norm_mean", torch.zeros(n_tensors))
+        self.register_buffer("norm_std", torch.ones(n_tensors))
+
+        d = c.d_model
+        self.embed = nn.Linear(self.width, d)
+        self.layer_emb = nn.Embedding(max_layers, d)
+        self.neuron_emb = nn.Embedding(max_neurons, d)
+        self.encoder = nn.TransformerEncoder(_block(d, c.num_heads, c.dropout, False), c.encoder_layers, enable_nested_tensor=False)
+        self.queries = nn.Parameter(torch.randn(c.latent_tokens, d) * 0.02)
+        self.pool = nn.MultiheadAttention(d, c.num_heads, batch_first=True)
+        self.pool_norm = nn.LayerNorm(d)
+        self.to_latent = nn.Linear(d, c.latent_dim)
+        self.from_latent = nn.Linear(c.latent_dim, d)
+        self.latent_pos = nn.Parameter(torch.randn(c.latent_tokens, d) * 0.02)
+        self.decoder = nn.TransformerDecoder(_block(d, c.num_heads, c.dropout, True), c.decoder_layers)
+        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, self.width))
+        self.project = nn.Sequential(nn.Linear(c.embedding_dim, c.embedding_dim), nn.ReLU(), nn.Linear(c.embedding_dim, c.projection_dim))
+
+    # ------------------------------------------------------------------ normalisation
+    def fit_normalisation(self, weights: Weights) -> None:
+        """Per-tensor scalar mean / std from training weights (scalars keep every symmetry)."""
+        s = Standardize.fit(weights)
+        self.norm_mean.copy_(torch.tensor(s.mean))
+        self.norm_std.copy_(torch.tensor(s.std))
+
+    def _standardize(self) -> Standardize:
+        return Standardize(tuple(self.norm_mean.tolist()), tuple(self.norm_std.tolist()))
+
+    def prepare(self, weights: Weights) -> Weights:
+        """Raw weights -> standardised, canonically ordered weights (the encoder's view)."""
+        weights = self.adopt(weights)
+        w = self._standardize()(weights.to(self.norm_mean.device))
+        return canonicalize(w, signs=False, scales=False) if self.config.canonical else w
+
+    def adopt(self, weights: Weights) -> Weights:
+        """``weights`` relabelled with this model's spec. Specs may differ in activations only
+        (a zoo whose runs vary the activation stores one spec); other differences raise."""
+        if weights.spec == self.spec:
+            return weights
+        if _shape_key(weights.spec) != _shape_key(self.spec):
+            raise ValueError(f"weights of {weights.spec.describe()} given to a model of {self.spec.describe()}")
+        return Weights(self.spec, weights.weights, weights.biases)
+
+    def tokens(self, prepared: Weights) -> Tensor:
+        """Prepared weights -> tokens ``[B, T, width]``."""
+        return tokenize(prepared, self.width)
+
+    # ------------------------------------------------------------------ encoder / decoder
+    def _positions(self) -> Tensor:
+        return self.layer_emb(self.layer_ids) + self.neuron_emb(self.neuron_ids)  # [T, d]
+
+    def encode_tokens(self, tokens: Tensor) -> Tensor:
+        """Tokens ``[B, T, width]`` -> embedding ``[B, K * latent_dim]``."""
+        h = self.encoder(self.embed(tokens) + self._positions())
+        q = self.queries.unsqueeze(0).expand(len(h), -1, -1)
+        pooled, _ = self.pool(q, h, h, need_weights=False)
+        return self.to_latent(self.pool_norm(pooled + q)).flatten(1)
+
+    def decode_tokens(self, z: Tensor) -> Tensor:
+        """Embedding ``[B, E]`` -> tokens ``[B, T, width]`` (standardised, canonical order)."""
+        c = self.config
+        memory = self.from_latent(z.view(len(z), c.latent_tokens, c.latent_dim)) + self.latent_pos
+        queries = self._positions().unsqueeze(0).expand(len(z), -1, -1)
+        return self.out(self.decoder(queries, memory))
+
+    def encode(self, weights: Weights) -> Tensor:
+        """Raw weights -> embedding ``[B, E]``."""
+        return self.encode_tokens(self.tokens(self.prepare(weights)))
+
+    def decode(self, z: Tensor) -> Weights:
+        """Embedding ``[B, E]`` -> raw weights of ``spec`` (undoes the standardisation)."""
+        return self.unprepare(detokenize(self.decode_tokens(z), self.spec))
+
+    def unprepare(self, prepared: Weights) -> Weights:
+        """Standardised weights -> raw weights (the inverse of the standardisation step)."""
+        stats = iter(zip(self.norm_mean, self.norm_std))
+        ws, bs = [], []
+        for w, b in zip(prepared.weights, prepared.biases):  # tensors() order: weight, then bias
+            m, s = next(stats)
+            ws.append(w * s + m)
+            if b is not None:
+                m, s = next(stats)
+                b = b * s + m
+            bs.append(b)
+        return Weights(prepared.spec, tuple(ws), tuple(bs))
+
+    def forward(self, weights: Weights) -> Tensor:
+        return self.encode(weights)
+
+    def describe(self) -> dict:
+        return {"spec": self.spec.to_dict(), "config": asdict(self.config)}

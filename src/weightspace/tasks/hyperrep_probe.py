@@ -1,0 +1,114 @@
+"""Property probes: how much of a network's accuracy, training epoch, generalisation gap
+and hyperparameters can be read off a fixed feature vector of its weights.
+
+Features: the hyper-representation embedding (`weightspace.tasks.hyperrep.embed`) and,
+as the baseline, StatNN's weight statistics (`weightspace.models.statnn.weight_statistics`),
+both computed on the same zoo split. Probes (scikit-learn, features standardised on the
+train split): a linear one (ridge regression / logistic regression) and a small MLP.
+Continuous targets are scored by R² on the test split, categorical ones (e.g. activation,
+optimiser) by accuracy beside the majority-class rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from weightspace.core.weights import Weights
+from weightspace.models.statnn import weight_statistics
+
+CONTINUOUS = ("test_accuracy", "epoch", "gap", "lr", "weight_decay", "dropout", "train_fraction")
+CATEGORICAL = ("activation", "optimizer", "init")
+
+
+def statnn_features(weights: Weights, batch_size: int = 1024) -> np.ndarray:
+    """StatNN's statistics ``[N, 7 * tensors]`` as a float64 array."""
+    return torch.cat([weight_statistics(weights[i : i + batch_size]) for i in range(0, len(weights), batch_size)]).double().numpy()
+
+
+def _log_scaled(values: np.ndarray) -> bool:
+    """Hyperparameters spread over orders of magnitude (learning rate) are probed in log10."""
+    return bool(np.all(values > 0) and values.max() / values.min() > 100)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    features: str  # "hyperrep" | "statnn"
+    probe: str  # "linear" | "mlp"
+    target: str
+    metric: str  # "r2" | "accuracy"
+    value: float
+    baseline: float  # R²: 0 (predicting the mean); accuracy: the majority-class rate
+
+    def row(self) -> dict:
+        return dict(self.__dict__)
+
+
+def probe_targets(table: pd.DataFrame, targets: tuple[str, ...] | None = None) -> list[str]:
+    """The probe targets this table has and that vary (of CONTINUOUS + CATEGORICAL)."""
+    wanted = targets or CONTINUOUS + CATEGORICAL
+    missing = [t for t in (targets or ()) if t not in table.columns]
+    if missing:
+        raise KeyError(f"no column(s) {missing} in the zoo table; columns: {list(table.columns)}")
+    return [t for t in wanted if t in table.columns and table[t].nunique() > 1]
+
+
+def run_probes(
+    features: dict[str, dict[str, np.ndarray]],
+    tables: dict[str, pd.DataFrame],
+    targets: list[str],
+    *,
+    probes: tuple[str, ...] = ("linear", "mlp"),
+    seed: int = 0,
+) -> list[ProbeResult]:
+    """Fit every probe on ``features[name]["train"]`` and score on ``["test"]``.
+
+    features: ``{feature set: {"train": [N_tr, D], "test": [N_te, D]}}``;
+    tables: ``{"train": DataFrame, "test": DataFrame}`` with the target columns.
+    """
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out: list[ProbeResult] = []
+    for target in targets:
+        categorical = target in CATEGORICAL or not pd.api.types.is_numeric_dtype(tables["train"][target])
+        y_tr, y_te = tables["train"][target].to_numpy(), tables["test"][target].to_numpy()
+        if not categorical:
+            y_tr, y_te = y_tr.astype(float), y_te.astype(float)
+            if _log_scaled(np.concatenate([y_tr, y_te])):
+                y_tr, y_te = np.log10(y_tr), np.log10(y_te)
+        for name, feats in features.items():
+            for kind in probes:
+                if categorical:
+                    head = (LogisticRegression(max_iter=2000) if kind == "linear"
+                            else MLPClassifier((64,), max_iter=500, early_stopping=True, random_state=seed))
+                else:
+                    head = (RidgeCV(alphas=np.logspace(-3, 3, 13)) if kind == "linear"
+                            else MLPRegressor((64,), max_iter=500, early_stopping=True, random_state=seed))
+                model = make_pipeline(StandardScaler(), head).fit(feats["train"], y_tr)
+                pred = model.predict(feats["test"])
+                if categorical:
+                    values, counts = np.unique(y_tr, return_counts=True)
+                    majority = float(np.mean(y_te == values[np.argmax(counts)]))
+                    out.append(ProbeResult(name, kind, target, "accuracy", float(accuracy_score(y_te, pred)), majority))
+                else:
+                    out.append(ProbeResult(name, kind, target, "r2", float(r2_score(y_te, pred)), 0.0))
+    return out
+
+
+def probe_table(results: list[ProbeResult]) -> str:
+    """Markdown: one row per target and probe, hyper-representation beside StatNN."""
+    by = {(r.target, r.probe, r.features): r for r in results}
+    rows = ["| target | metric | probe | hyper-representation | StatNN | baseline |", "|---|---|---|---:|---:|---:|"]
+    for target, probe in dict.fromkeys((r.target, r.probe) for r in results):
+        h, s = by.get((target, probe, "hyperrep")), by.get((target, probe, "statnn"))
+        ref = h or s
+        cell = lambda r: "–" if r is None else f"{r.value:.3f}"
+        rows.append(f"| {target} | {ref.metric} | {probe} | {cell(h)} | {cell(s)} | {ref.baseline:.3f} |")
+    return "\n".join(rows)

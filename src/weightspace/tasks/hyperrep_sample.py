@@ -1,0 +1,129 @@
+"""Sampling new networks from a hyper-representation (after Schürholt et al. 2022, "S_KDE").
+
+A kernel density estimate is fitted to the embeddings of good zoo models (the top
+fraction by accuracy); samples from it are decoded to networks, which run at once (no
+training) and can be fine-tuned. Networks are evaluated on images with the one
+functional forward (`weightspace.core.functional.forward`), all of a batch at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from weightspace.core.functional import forward
+from weightspace.core.spec import NetworkSpec
+from weightspace.core.weights import Weights
+from weightspace.models.hyperrep import HyperRepresentation
+from weightspace.signals.images import ImageDataset
+
+
+def with_activation(spec: NetworkSpec, activation: str) -> NetworkSpec:
+    """``spec`` with ``activation`` after every layer but the last (zoos whose runs vary
+    the activation store one spec; a network runs with its own run's activation)."""
+    last = spec.num_layers - 1
+    return NetworkSpec(
+        tuple(layer if i == last else replace(layer, activation=activation) for i, layer in enumerate(spec.layers)),
+        pool=spec.pool,
+    )
+
+
+def select_good(table: pd.DataFrame, *, top_fraction: float = 0.3, column: str = "test_accuracy") -> np.ndarray:
+    """Positions (into ``table``) of the rows in the top ``top_fraction`` by ``column``."""
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+    if column not in table.columns:
+        raise KeyError(f"no column {column!r} to rank models by; columns: {list(table.columns)}")
+    values = table[column].to_numpy(dtype=float)
+    return np.flatnonzero(values >= np.quantile(values, 1 - top_fraction))
+
+
+def sample_embeddings(embeddings: Tensor, n: int, *, bandwidth: float | str = "scott", seed: int = 0) -> Tensor:
+    """``n`` draws ``[n, E]`` from a Gaussian KDE of ``embeddings`` ``[M, E]`` (scikit-learn)."""
+    from sklearn.neighbors import KernelDensity
+
+    if len(embeddings) < 2:
+        raise ValueError(f"a density needs at least 2 embeddings, got {len(embeddings)}")
+    kde = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(embeddings.double().numpy())
+    return torch.as_tensor(kde.sample(n, random_state=seed), dtype=embeddings.dtype)
+
+
+@torch.no_grad()
+def decode_samples(model: HyperRepresentation, z: Tensor, spec: NetworkSpec | None = None) -> Weights:
+    """Decode embeddings to raw networks; ``spec`` (same shapes, e.g. another activation)
+    says how they run."""
+    model.eval()
+    w = model.decode(z)
+    return w if spec is None else Weights(spec, w.weights, w.biases)
+
+
+def image_tensors(data: ImageDataset, split: str, limit: int | None = None, *, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Images ``[N, C, H, W]`` and labels ``[N]`` of one split; ``limit``: a seeded subset."""
+    part = data.select_split(split)
+    idx = torch.arange(len(part))
+    if limit is not None and limit < len(part):
+        idx = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))[:limit]
+    return part.images[idx].permute(0, 3, 1, 2).contiguous(), part.labels[idx]
+
+
+@torch.no_grad()
+def accuracy(weights: Weights, images: Tensor, labels: Tensor, *, nets: int = 64, chunk: int = 1000) -> Tensor:
+    """Top-1 accuracy ``[B]`` of every network of ``weights`` on ``images`` ``[N, C, H, W]``."""
+    correct = torch.zeros(len(weights))
+    for i in range(0, len(weights), nets):
+        part = weights[i : i + nets]
+        for j in range(0, len(images), chunk):
+            logits = forward(part, images[j : j + chunk])  # [b, n, classes]
+            correct[i : i + nets] += (logits.argmax(dim=2) == labels[j : j + chunk]).sum(dim=1).float()
+    return correct / len(images)
+
+
+def random_networks(spec: NetworkSpec, n: int, *, seed: int = 0) -> Weights:
+    """``n`` networks with PyTorch's default initialisation (seeds ``seed .. seed + n - 1``)."""
+    return Weights.from_modules([spec.build_module(seed=seed + k) for k in range(n)], spec)
+
+
+def fine_tune(
+    weights: Weights,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    eval_at: tuple[int, ...] = (),
+    eval_data: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Weights, dict[int, Tensor]]:
+    """Train every network of ``weights`` at once with Adam on cross-entropy for ``steps``
+    mini-batches (the same seeded batches for all). Returns the trained weights and the
+    accuracies ``[B]`` on ``eval_data`` after each step count in ``eval_at`` (0: before).
+
+    A short vectorised population loop: the networks are independent (the loss is a sum
+    of per-network losses), which the engine's one-model loop cannot express.
+    """
+    params = [t.detach().clone().requires_grad_(True) for t in weights.tensors()]
+
+    def current() -> Weights:
+        return Weights.unflatten(weights.spec, torch.cat([p.reshape(len(weights), 1, -1) for p in params], dim=2))
+
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    curve: dict[int, Tensor] = {}
+    if 0 in eval_at and eval_data is not None:
+        curve[0] = accuracy(current().detach(), *eval_data)
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(images), (batch_size,), generator=gen)
+        logits = forward(current(), images[idx])  # [B, batch, classes]
+        loss = F.cross_entropy(logits.flatten(0, 1), labels[idx].repeat(len(weights)), reduction="sum") / batch_size
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step in eval_at and eval_data is not None:
+            curve[step] = accuracy(current().detach(), *eval_data)
+    return current().detach(), curve

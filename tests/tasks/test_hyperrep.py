@@ -1,0 +1,180 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.specs import SPECS, example_input, random_weights
+from tests.tasks.hyperrep_zoo import SPEC, make_zoo
+from weightspace import assert_invariant, assert_not_invariant, forward
+from weightspace.core.tokens import tokenize
+from weightspace.models.hyperrep import HyperRepConfig, HyperRepresentation
+from weightspace.tasks.hyperrep import (
+    embed,
+    fit_hyperrep,
+    invariance_gap,
+    load_hyperrep,
+    nt_xent,
+    reconstruction_loss,
+    save_hyperrep,
+)
+from weightspace.tasks.hyperrep_probe import run_probes
+from weightspace.tasks.hyperrep_sample import (
+    accuracy,
+    decode_samples,
+    fine_tune,
+    random_networks,
+    sample_embeddings,
+    select_good,
+    with_activation,
+)
+from weightspace.train import TrainConfig
+
+SMALL = HyperRepConfig(d_model=32, num_heads=2, encoder_layers=1, decoder_layers=1, latent_tokens=2, latent_dim=8)
+# specs with a hidden layer whose rows can be permuted (uncoupled) and a first layer of >1 neuron
+SYMMETRIC = [n for n in SPECS if SPECS[n].permutation_groups() and SPECS[n].layers[0].out_features > 1]
+
+
+def _model(spec, canonical=True, seed=0):
+    torch.manual_seed(seed)
+    model = HyperRepresentation(spec, HyperRepConfig(**{**SMALL.__dict__, "canonical": canonical})).eval()
+    return model
+
+
+@pytest.mark.parametrize("name", SYMMETRIC)
+def test_canonical_encoder_is_permutation_invariant(name, gen):
+    spec = SPECS[name]
+    w = random_weights(spec, 6, generator=gen)
+    model = _model(spec)
+    model.fit_normalisation(w)
+    with torch.no_grad():
+        assert_invariant(model.encode, w, generator=gen)
+        # ... but not constant: rewiring one layer's rows (not a symmetry) moves the embedding
+        assert_not_invariant(model.encode, w, generator=gen)
+
+
+def test_encoder_without_canonical_order_is_not_invariant(gen):
+    spec = SPECS["cnn"]
+    w = random_weights(spec, 16, generator=gen)
+    model = _model(spec, canonical=False)
+    model.fit_normalisation(w)
+    with torch.no_grad(), pytest.raises(AssertionError, match="not invariant"):
+        assert_invariant(model.encode, w, generator=gen)
+    gap = invariance_gap(model, w)
+    assert gap["relative"] > 0.05 and gap["max_abs"] > 1e-3
+    canonical = _model(spec)
+    canonical.fit_normalisation(w)
+    assert invariance_gap(canonical, w)["max_abs"] < 1e-5
+
+
+def test_reconstruction_loss_is_per_layer_and_ignores_padding(gen):
+    spec = SPECS["cnn"]
+    model = _model(spec)
+    target = tokenize(random_weights(spec, 3, generator=gen), model.width)
+    assert float(reconstruction_loss(target, target, model.layer_ids, model.mask)) == 0.0
+    pad = torch.randn(target.shape, generator=gen) * ~model.mask
+    assert float(reconstruction_loss(target + pad, target, model.layer_ids, model.mask)) == 0.0
+    # an error of 1 on every entry of one layer only: that layer's MSE is 1, the others 0
+    layer = int(model.layer_ids[-1])
+    off = torch.zeros_like(target)
+    off[:, model.layer_ids == layer] = 1.0
+    got = float(reconstruction_loss(target + off, target, model.layer_ids, model.mask))
+    assert got == pytest.approx(1.0 / spec.num_layers)
+
+
+def test_nt_xent_prefers_matching_views(gen):
+    a = torch.randn(8, 5, generator=gen)
+    matched = nt_xent(a, a + 0.01 * torch.randn(8, 5, generator=gen))
+    shuffled = nt_xent(a, a[torch.roll(torch.arange(8), 1)])
+    assert matched < shuffled
+    assert matched > 0
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    return make_zoo(tmp_path_factory.mktemp("hz"))
+
+
+@pytest.fixture(scope="module")
+def trained(zoo):
+    train, _ = zoo.load("train")
+    val, _ = zoo.load("val")
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=3e-3, progress=False, accelerator="cpu", seed=0)
+    return fit_hyperrep(train, val, model_config=SMALL, config=cfg)
+
+
+def test_training_lowers_the_loss(trained):
+    first, last = trained.history[0]["train/loss"], trained.history[-1]["train/loss"]
+    assert last < first
+    assert {"train/recon", "train/contrast", "val/loss"} <= set(trained.history[-1])
+
+
+def test_decoding_a_sampled_embedding_gives_a_network_that_runs(zoo, trained, gen):
+    weights, _ = zoo.load("train")
+    z = sample_embeddings(embed(trained.model, weights), 5, seed=0)
+    assert z.shape == (5, SMALL.embedding_dim)
+    nets = decode_samples(trained.model, z, with_activation(SPEC, "tanh"))
+    assert nets.spec.layers[0].activation == "tanh" and nets.spec.layers[-1].activation == "identity"
+    out = forward(nets, example_input(SPEC, 7, generator=gen))
+    assert out.shape == (5, 7, 10) and torch.isfinite(out).all()
+    # a decoded network is a plain module too
+    module = nets.to_module(0)
+    torch.testing.assert_close(module(example_input(SPEC, 3, generator=gen)).shape, torch.Size([3, 10]))
+
+
+def test_save_and_load_keep_the_embedding(tmp_path, zoo, trained):
+    weights, _ = zoo.load("test")
+    path = save_hyperrep(tmp_path / "m.safetensors", trained.model, {"zoo": "x"})
+    model, info = load_hyperrep(path)
+    assert info == {"zoo": "x"}
+    torch.testing.assert_close(embed(model, weights), embed(trained.model, weights))
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a hyper-representation model"):
+        load_hyperrep(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load_hyperrep(tmp_path / "missing.safetensors")
+
+
+def test_model_refuses_weights_of_another_architecture(gen):
+    model = _model(SPECS["cnn"])
+    with pytest.raises(ValueError, match="given to a model of"):
+        model.encode(random_weights(SPECS["mlp_relu"], 2, generator=gen))
+    # another activation only: accepted (zoos vary the activation per run)
+    model.encode(random_weights(with_activation(SPECS["cnn"], "tanh"), 2, generator=gen))
+
+
+def test_probes_find_a_linear_property_and_not_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6))
+    y = x @ rng.normal(size=6)
+    cat = np.where(x[:, 0] > 0, "a", "b")
+    tables = {s: pd.DataFrame({"acc": y[sl], "kind": cat[sl], "noise": rng.normal(size=150)})
+              for s, sl in (("train", slice(0, 150)), ("test", slice(150, 300)))}
+    feats = {"hyperrep": {"train": x[:150], "test": x[150:]}}
+    res = {(r.target, r.probe): r for r in run_probes(feats, tables, ["acc", "kind", "noise"], probes=("linear",))}
+    assert res[("acc", "linear")].value > 0.99
+    assert res[("kind", "linear")].metric == "accuracy" and res[("kind", "linear")].value > 0.9
+    assert res[("noise", "linear")].value < 0.1
+
+
+def test_select_good_takes_the_top_fraction():
+    table = pd.DataFrame({"test_accuracy": np.arange(10) / 10})
+    assert list(select_good(table, top_fraction=0.3)) == [7, 8, 9]
+    with pytest.raises(KeyError, match="no column 'x'"):
+        select_good(table, column="x")
+
+
+def test_batched_accuracy_matches_modules_and_fine_tuning_learns(gen):
+    spec = SPEC
+    images = torch.randn(64, 1, 8, 8, generator=gen)
+    labels = (images[:, 0, :4].mean(dim=(1, 2)) > 0).long()  # learnable from the pixels
+    nets = random_networks(spec, 3, seed=1)
+    acc = accuracy(nets, images, labels, nets=2, chunk=20)
+    for k in range(3):
+        pred = nets.to_module(k)(images).argmax(dim=1)
+        assert acc[k] == pytest.approx(float((pred == labels).float().mean()))
+    tuned, curve = fine_tune(nets, images, labels, steps=60, batch_size=32, lr=1e-2, eval_at=(0, 60), eval_data=(images, labels))
+    assert set(curve) == {0, 60}
+    assert curve[60].mean() > curve[0].mean()
+    assert not torch.equal(tuned.weights[0], nets.weights[0])
