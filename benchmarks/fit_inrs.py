@@ -1,7 +1,7 @@
 """INR fitting speed: the reference scripts' per-network loop vs weightspace's stacked fitter,
 against a cost model of this machine measured in the same run.
 
-    python benchmarks/fit_inrs.py [--steps 50] [--threads 2]
+    python benchmarks/fit_inrs.py [--steps 100] [--threads 2] [--no-ray]
 
 All on 28×28 MNIST-subset images with the DWSNets recipe (SIREN 2→32→32→1), early
 stopping off so every network does the same work:
@@ -9,12 +9,17 @@ stopping off so every network does the same work:
 - loop: one `nn.Module` + `torch.optim.Adam` per network, networks one after another
   (how the reference repositories fit their datasets);
 - weightspace: `fit_inrs` on N = 1, 64 and 1,024 networks (the zoo builder's batching:
-  chunks of `auto_batch_size` networks).
+  chunks of `auto_batch_size` networks), with the hand-written step of
+  `weightspace.zoo.siren_grad` (fused sin/cos), and at N = 1,024 also through autograd
+  (the earlier path) to show what the hand-written step buys;
+- weightspace's Ray backend at N = 1,024: two 1-thread worker processes (`--no-ray` skips).
 
 Cost model of one INR-step (forward + backward + optimiser) on this machine: its matmul
-FLOPs at the GFLOP/s of a large float32 matmul, plus its sin/cos evaluations at their
+FLOPs at the GFLOP/s of a large float32 matmul, plus its sin and cos evaluations at their
 measured per-element cost. The "limit" is the INR-steps/s that cost allows; the fraction
-of it reached says how much of a step is overhead beyond those essentials.
+of it reached says how much of a step is overhead beyond those essentials. Two limits are
+given: with torch.sin + torch.cos, and with the fused sin/cos that weightspace uses (the
+stricter one; fractions are against it).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from torch import nn
 from _common import environment, report_from, write_result
 from weightspace.inr.siren import get_recipe
 from weightspace.signals import load_mnist_subset
+from weightspace.zoo import siren_grad
+from weightspace.zoo.backends import FitJob, RayBackend, ShardTask
 from weightspace.zoo.fit_inr import auto_batch_size, fit_inrs
 
 
@@ -50,6 +57,16 @@ def elementwise_ns(fn, n: int = 8_000_000, reps: int = 5) -> float:
     return (time.perf_counter() - t) / (n * reps) * 1e9
 
 
+def sincos_ns(n: int = 8_000_000, reps: int = 5) -> float:
+    """Per element, sine and cosine together, by the fused kernel fitting uses."""
+    x = torch.rand(n) * 200 - 100
+    siren_grad.sincos(x)  # compiles
+    t = time.perf_counter()
+    for _ in range(reps):
+        siren_grad.sincos(x)
+    return (time.perf_counter() - t) / (n * reps) * 1e9
+
+
 def loop_rate(coords, targets, recipe, steps: int) -> float:
     """INR-steps/s of the per-network loop."""
     y = recipe.encode_targets(targets) - recipe.output_offset
@@ -65,42 +82,74 @@ def loop_rate(coords, targets, recipe, steps: int) -> float:
     return len(targets) * steps / (time.perf_counter() - t)
 
 
-def stacked_rate(coords, targets, recipe, n: int) -> float:
+def stacked_rate(coords, targets, recipe, n: int, use_autograd: bool = False) -> float:
     batch = auto_batch_size(coords.shape[0], max(recipe.hidden))
     t = time.perf_counter()
     for lo in range(0, n, batch):
-        fit_inrs(coords, targets[lo : min(n, lo + batch)], recipe, list(range(lo, min(n, lo + batch))))
+        hi = min(n, lo + batch)
+        fit_inrs(coords, targets[lo:hi], recipe, list(range(lo, hi)), use_autograd=use_autograd)
     return n * recipe.steps / (time.perf_counter() - t)
 
 
+def ray_rate(coords, targets, recipe, n: int, workers: int) -> float:
+    """Shards of `batch` networks as Ray tasks on ``workers`` 1-thread processes; Ray's start
+    and each worker's first (compiling) task are outside the timing."""
+    import ray
+
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=workers)
+    try:
+        batch = auto_batch_size(coords.shape[0], max(recipe.hidden))
+        job = FitJob(coords, recipe, batch)
+        backend = RayBackend()
+        warm = [ShardTask(i, targets[i : i + 1], (i,)) for i in range(2 * workers)]
+        list(backend.run(job, warm))
+        tasks = [ShardTask(k, targets[lo : min(n, lo + batch)], tuple(range(lo, min(n, lo + batch))))
+                 for k, lo in enumerate(range(0, n, batch))]
+        t = time.perf_counter()
+        list(backend.run(job, tasks))
+        return n * recipe.steps / (time.perf_counter() - t)
+    finally:
+        ray.shutdown()
+
+
 def markdown(f: dict) -> str:
-    rows = "\n".join(
-        f"| weightspace, N = {n} | {f[f'stacked_n{n}']:,.0f} | {f[f'stacked_n{n}'] / f['loop']:.1f}× | {f[f'stacked_n{n}'] / f['limit_steps_per_s']:.0%} |"
-        for n in f["ns"]
-    )
+    lim = f["limit_steps_per_s"]
+
+    def row(name: str, v: float) -> str:
+        return f"| {name} | {v:,.0f} | {v / f['loop']:.1f}× | {v / lim:.0%} |"
+
+    rows = [row("per-network loop (nn.Module + Adam)", f["loop"])]
+    rows += [row(f"weightspace, N = {n}", f[f"stacked_n{n}"]) for n in f["ns"]]
+    rows.append(row("weightspace through autograd (earlier path), N = 1024", f["autograd_n1024"]))
+    if f.get("ray_n1024"):
+        rows.append(row(f"weightspace, Ray backend, {f['ray_workers']} workers × 1 thread, N = 1024", f["ray_n1024"]))
+    best = max(v for k, v in f.items() if k.startswith(("stacked_n", "ray_n")))
     return f"""
 28×28 images, SIREN 2→32→32→1, DWSNets recipe without early stopping, {f['steps']} steps per
-network, {f['threads']} torch threads. Cost model measured in the same run: float32 matmul
-{f['gflops']:.1f} GFLOP/s, sin {f['sin_ns']:.2f} ns/element, cos {f['cos_ns']:.2f} ns/element; one INR-step
-needs {f['flops_per_step'] / 1e6:.2f} MFLOP of matmuls and {f['trig_per_step']:,} sin/cos evaluations, so this
-machine allows at most **{f['limit_steps_per_s']:,.0f} INR-steps/s**.
+network, {f['threads']} torch threads (Ray workers: 1 each). Cost model measured in the same run:
+float32 matmul {f['gflops']:.1f} GFLOP/s; torch.sin {f['sin_ns']:.2f} ns/element, torch.cos {f['cos_ns']:.2f}
+ns/element, the fused sin+cos {f['sincos_ns']:.2f} ns/element (both values; sin/cos path used by the
+fitter: {f['sincos_path']}). One INR-step needs {f['flops_per_step'] / 1e6:.2f} MFLOP of matmuls and
+{f['trig_per_step']:,} sines plus as many cosines, so this machine allows at most
+{f['limit_torch_trig']:,.0f} INR-steps/s with torch's sin/cos and **{lim:,.0f} INR-steps/s** with the
+fused kernel (the limit used below).
 
 | fitter | INR-steps/s | vs loop | of the limit |
 |---|---:|---:|---:|
-| per-network loop (nn.Module + Adam) | {f['loop']:,.0f} | 1.0× | {f['loop'] / f['limit_steps_per_s']:.0%} |
-{rows}
+{chr(10).join(rows)}
 
-Extrapolated time for 70,000 MNIST INRs × 1,000 steps at the N = {max(f['ns'])} rate:
-{f['hours_70k']:.1f} h on this machine (the lent H100 did it in 141 s; see mnist_inr_zoo).
+Extrapolated time for 70,000 MNIST INRs × 1,000 steps at the best rate ({best:,.0f} INR-steps/s):
+{70_000 * 1000 / best / 3600:.1f} h on this machine (the lent H100 did it in 141 s; see mnist_inr_zoo).
 """
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--loop-networks", type=int, default=8)
     ap.add_argument("--report", default=None)
+    ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     if args.report:
         report_from(args.report, "fit_inrs", markdown)
@@ -117,23 +166,38 @@ def main() -> None:
     flops = flops_fwd + 2 * flops_fwd - 2 * p * sizes[0] * sizes[1]
     trig = p * sum(h)  # one sin forward, one cos backward per hidden unit and pixel
     g, s_ns, c_ns = matmul_gflops(), elementwise_ns(torch.sin), elementwise_ns(torch.cos)
-    limit = 1.0 / (flops / (g * 1e9) + trig * (s_ns + c_ns) * 1e-9)
+    sc_ns = sincos_ns()
+    limit_torch = 1.0 / (flops / (g * 1e9) + trig * (s_ns + c_ns) * 1e-9)
+    limit = 1.0 / (flops / (g * 1e9) + trig * sc_ns * 1e-9)
     figures = {
         "steps": args.steps,
         "threads": args.threads,
         "gflops": g,
         "sin_ns": s_ns,
         "cos_ns": c_ns,
+        "sincos_ns": sc_ns,
+        "sincos_path": "torch.sin/cos (compile failed)" if siren_grad._compiled is siren_grad._sincos_torch else "compiled polynomial",
+        "limit_torch_trig": limit_torch,
         "flops_per_step": flops,
         "trig_per_step": trig,
         "limit_steps_per_s": limit,
         "loop": loop_rate(coords, targets[: args.loop_networks], recipe, args.steps),
         "ns": [1, 64, 1024],
     }
+    # compile the fused sin/cos for the batch sizes used (1 is specialised separately)
+    for n in (1, 2):
+        fit_inrs(coords, targets[:n], get_recipe("dwsnets", steps=2), list(range(n)))
     for n in figures["ns"]:
         figures[f"stacked_n{n}"] = stacked_rate(coords, targets, recipe, n)
         print(f"N = {n}: {figures[f'stacked_n{n}']:,.0f} INR-steps/s", flush=True)
-    figures["hours_70k"] = 70_000 * 1000 / figures["stacked_n1024"] / 3600
+    figures["autograd_n1024"] = stacked_rate(coords, targets, recipe, 1024, use_autograd=True)
+    print(f"autograd, N = 1024: {figures['autograd_n1024']:,.0f} INR-steps/s", flush=True)
+    if not args.no_ray:
+        figures["ray_workers"] = args.threads
+        figures["ray_n1024"] = ray_rate(coords, targets, recipe, 1024, args.threads)
+        print(f"Ray, N = 1024: {figures['ray_n1024']:,.0f} INR-steps/s", flush=True)
+    best = max(v for k, v in figures.items() if k.startswith(("stacked_n", "ray_n")) and isinstance(v, float))
+    figures["hours_70k"] = 70_000 * 1000 / best / 3600
     print(markdown(figures))
     write_result("fit_inrs", env, figures, markdown(figures))
 

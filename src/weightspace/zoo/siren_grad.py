@@ -1,0 +1,163 @@
+"""The MSE loss of many sine MLPs and its gradient, written out by hand.
+
+Fitting a SIREN is dominated by elementwise passes over activations ``[n, P, width]``
+(sin, cos, products), not by its small matmuls. Autograd spends extra passes and a fresh
+allocation on each of them (``cos(z)`` then ``grad * cos``, omega as its own multiply,
+the loss's broadcast backward). Here a step is the minimum: per sine layer one matmul
+with omega in its epilogue and one ``sin`` forward; one ``cos`` (in place, over the
+saved pre-activation) and one multiply backward, and the weight/bias gradients as
+matmuls. All buffers are allocated once, for the largest batch, and reused as views
+while finished networks leave it.
+
+Sine and cosine of a pre-activation are computed together (`sincos`): one range reduction
+``z = k*pi + r`` and two short polynomials in ``r`` compiled by `torch.compile` into one
+vectorised loop, about three times cheaper than ``torch.sin`` plus ``torch.cos`` on CPU and
+within ~3e-7 of them; the cosine is kept for the backward pass instead of the
+pre-activation. Where compiling is impossible (no C++ compiler) or switched off
+(``WEIGHTSPACE_COMPILE=0``), on GPUs and in float64, ``torch.sin`` / ``torch.cos`` are used.
+
+Applies to specs whose layers are all linear with bias, every hidden layer ``sine`` and
+the last ``identity`` (both published SIREN recipes); `supports` says whether a spec
+qualifies, and `weightspace.zoo.fit_inr` falls back to autograd otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import torch
+from torch import Tensor
+
+from weightspace.core.spec import NetworkSpec
+
+# pi in three parts (Cody & Waite): k * _PI_A is exact in float32 for |k| < 2^12, so the
+# reduced argument keeps full precision for |z| up to ~10^4 (SIREN pre-activations stay
+# far below: omega = 30 times a unit-scale dot product).
+_PI_A = 3.140625
+_PI_B = float(torch.tensor(math.pi - _PI_A, dtype=torch.float32))
+_PI_C = math.pi - _PI_A - _PI_B
+# Taylor coefficients; on |r| <= pi/2 the truncation error is below 6e-8 (sin, degree 11)
+# and 7e-9 (cos, degree 12), under float32 rounding.
+_SIN = [(-1) ** i / math.factorial(2 * i + 1) for i in range(6)]
+_COS = [(-1) ** i / math.factorial(2 * i) for i in range(7)]
+
+
+def _sincos_poly(z: Tensor) -> tuple[Tensor, Tensor]:
+    k = torch.round(z * (1.0 / math.pi))
+    r = z - k * _PI_A
+    r = r - k * _PI_B
+    r = r - k * _PI_C
+    sign = 1.0 - 2.0 * (k - 2.0 * torch.floor(k * 0.5))  # (-1)^k
+    r2 = r * r
+    s = _SIN[-1]
+    for a in reversed(_SIN[:-1]):
+        s = a + r2 * s
+    c = _COS[-1]
+    for a in reversed(_COS[:-1]):
+        c = a + r2 * c
+    return r * s * sign, c * sign
+
+
+def _sincos_torch(z: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.sin(z), torch.cos(z)
+
+
+_compiled = None  # the compiled polynomial, or _sincos_torch once compiling has failed
+
+
+def sincos(z: Tensor) -> tuple[Tensor, Tensor]:
+    """``(sin z, cos z)``, same shape as ``z``; see the module docstring for how."""
+    global _compiled
+    # the polynomials are accurate to float32, not beyond
+    if z.device.type != "cpu" or z.dtype != torch.float32 or os.environ.get("WEIGHTSPACE_COMPILE", "1") == "0":
+        return _sincos_torch(z)
+    if _compiled is None:
+        fn = torch.compile(_sincos_poly, dynamic=True)
+        try:
+            out = fn(z)
+        except Exception as e:  # noqa: BLE001 -- no compiler, unsupported platform: stay correct, only slower
+            warnings.warn(f"torch.compile of the fused sin/cos failed ({type(e).__name__}: {e}); "
+                          "using torch.sin and torch.cos", stacklevel=2)
+            _compiled = _sincos_torch
+            return _sincos_torch(z)
+        _compiled = fn
+        return out
+    return _compiled(z)
+
+
+def supports(spec: NetworkSpec) -> bool:
+    *hidden, last = spec.layers
+    return (
+        all(layer.kind == "linear" and layer.bias for layer in spec.layers)
+        and all(layer.activation == "sine" for layer in hidden)
+        and last.activation == "identity"
+    )
+
+
+class SirenMSEGrad:
+    """``loss_and_grad(params, y)`` for stacked networks.
+
+    params: ``[W_1, b_1, ..., W_L, b_L]`` with ``W_i [n, out_i, in_i]``, ``b_i [n, out_i]``;
+    coords: ``[P, d]`` shared by all networks; y: ``[n, P, c]`` (target minus the recipe's
+    output offset). Returns the per-network MSE ``[n]`` (mean over points and channels)
+    of the parameters as given, and writes ``grad`` of the summed MSE into each
+    parameter's ``.grad`` (so every network gets its own gradient).
+    """
+
+    def __init__(self, spec: NetworkSpec, coords: Tensor, max_networks: int) -> None:
+        if not supports(spec):
+            raise ValueError("SirenMSEGrad needs linear layers with bias, sine hidden layers and an identity last layer")
+        self.spec, self.coords = spec, coords
+        p = coords.shape[0]
+        kw = {"device": coords.device, "dtype": coords.dtype}
+        *hidden, last = spec.layers
+        self.omegas = [layer.omega for layer in hidden]
+        # z_i = omega * (W h + b); (h_i, cos_i) = (sin z_i, cos z_i), cos kept for the backward
+        self._z = [torch.empty(max_networks, p, layer.out_features, **kw) for layer in hidden]
+        self._g = [torch.empty(max_networks, p, layer.out_features, **kw) for layer in hidden]
+        # the output is computed transposed, [n, c, P]: W_L h^T is a faster bmm than h W_L^T
+        # when c is 1 or 3
+        self._out = torch.empty(max_networks, last.out_features, p, **kw)
+
+    @torch.no_grad()
+    def __call__(self, params: list[Tensor], y: Tensor) -> Tensor:
+        n, p, c = y.shape
+        ws, bs = params[0::2], params[1::2]
+        x = self.coords.unsqueeze(0).expand(n, *self.coords.shape)  # stride-0 batch view
+
+        # ---- forward
+        h, hs, coss = x, [], []
+        for w, b, z, om in zip(ws, bs, self._z, self.omegas):
+            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), beta=om, alpha=om, out=z[:n])
+            h, cz = sincos(z)
+            hs.append(h)
+            coss.append(cz)
+        r = torch.baddbmm(bs[-1].unsqueeze(2), ws[-1], h.transpose(1, 2), out=self._out[:n])
+        r.sub_(y.transpose(1, 2))  # residual [n, c, P]
+        mse = r.square().mean(dim=(1, 2))
+
+        # ---- backward of sum_n mse_n: d/d out = 2 r / (P c)
+        r.mul_(2.0 / (p * c))
+        grads: list[Tensor] = [torch.empty(0)] * len(params)
+        grads[-2] = torch.bmm(r, h)  # [n, c, width]
+        grads[-1] = r.sum(dim=2)
+        g_h = self._g[-1][:n]  # d/d h_(L-1) = r^T W_L  [n, P, width]
+        if c == 1:  # an outer product: a broadcast multiply beats a bmm with k = 1
+            torch.mul(r.transpose(1, 2), ws[-1], out=g_h)
+        else:
+            torch.bmm(r.transpose(1, 2), ws[-1], out=g_h)
+        for i in range(len(hs) - 1, -1, -1):
+            om = self.omegas[i]
+            g_z = g_h.mul_(coss[i])  # d/d (W h + b), up to the factor omega
+            if i > 0:
+                grads[2 * i] = torch.bmm(g_z.transpose(1, 2), hs[i - 1]).mul_(om)
+            else:  # the shared input: one [d, P] x [n, P, width] product, not n strided ones
+                grads[0] = torch.matmul(self.coords.T, g_z).transpose(1, 2).mul_(om)
+            grads[2 * i + 1] = g_z.sum(dim=1).mul_(om)
+            if i > 0:
+                g_h = torch.baddbmm(self._g[i - 1][:n], g_z, ws[i], beta=0.0, alpha=om, out=self._g[i - 1][:n])
+        for t, g in zip(params, grads):
+            t.grad = g
+        return mse
