@@ -9,9 +9,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from weightspace import cli_hyperrep
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Neural networks as data.")
 zoo_app = typer.Typer(no_args_is_help=True, help="Build and inspect zoos (datasets of networks).")
 app.add_typer(zoo_app, name="zoo")
+app.add_typer(cli_hyperrep.app, name="hyperrep")
 console = Console()
 
 
@@ -345,6 +348,9 @@ def nern_reconstruct(
     original = ref.get("test_accuracy")
     console.print(f"wrote {out}: {nern.cnn.architecture}, test accuracy {100 * acc:.2f}%"
                   + (f" (original {100 * original:.2f}%)" if isinstance(original, float) else ""))
+
+
+__import__("weightspace.cli_classifiers").cli_classifiers.register(app, zoo_app)  # zoo train-classifiers, predict
 
 
 if __name__ == "__main__":

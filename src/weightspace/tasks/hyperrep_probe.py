@@ -112,3 +112,13 @@ def probe_table(results: list[ProbeResult]) -> str:
         cell = lambda r: "–" if r is None else f"{r.value:.3f}"
         rows.append(f"| {target} | {ref.metric} | {probe} | {cell(h)} | {cell(s)} | {ref.baseline:.3f} |")
     return "\n".join(rows)
+
+
+def split_features(model, weights: dict[str, Weights]) -> dict[str, dict[str, np.ndarray]]:
+    """``{"hyperrep": {split: [N, E]}, "statnn": {split: [N, D]}}`` for every split given."""
+    from weightspace.tasks.hyperrep import embed
+
+    return {
+        "hyperrep": {s: embed(model, w).double().numpy() for s, w in weights.items()},
+        "statnn": {s: statnn_features(w) for s, w in weights.items()},
+    }

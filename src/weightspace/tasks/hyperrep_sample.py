@@ -8,7 +8,7 @@ functional forward (`weightspace.core.functional.forward`), all of a batch at on
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -127,3 +127,105 @@ def fine_tune(
         if step in eval_at and eval_data is not None:
             curve[step] = accuracy(current().detach(), *eval_data)
     return current().detach(), curve
+
+
+@dataclass
+class SampleReport:
+    """Accuracies ``[n]`` of each group on the same test images, and what they came from."""
+
+    activation: str | None  # the hidden activation the sampled networks run with
+    num_good: int  # zoo models the density was fitted to
+    zoo: Tensor  # table accuracies of every zoo model of the split
+    good: Tensor  # table accuracies of the good models
+    reconstructed: Tensor  # measured: good models encoded and decoded
+    sampled: Tensor  # measured: decoded KDE samples, no training
+    zoo_measured: Tensor  # measured here on the same images (checks the evaluation against the table)
+    zoo_checked: Tensor  # table accuracies of those same models
+    finetune: dict[str, dict[int, Tensor]] = field(default_factory=dict)  # group -> step -> accuracies
+    samples: Weights | None = None
+
+    def summary(self) -> dict:
+        mean = lambda t: float(t.float().mean())
+        out = {
+            "activation": self.activation,
+            "num_good": self.num_good,
+            "zoo_mean": mean(self.zoo),
+            "good_mean": mean(self.good),
+            "reconstructed_mean": mean(self.reconstructed),
+            "sampled_mean": mean(self.sampled),
+            "sampled_over_zoo_mean": mean(self.sampled) / max(mean(self.zoo), 1e-12),
+            "zoo_measured_mean": mean(self.zoo_measured),
+            "zoo_checked_table_mean": mean(self.zoo_checked),
+        }
+        for group, curve in self.finetune.items():
+            out[f"finetune_{group}"] = {int(s): mean(a) for s, a in curve.items()}
+        return out
+
+
+def sample_from_zoo(
+    model: HyperRepresentation,
+    weights: Weights,
+    table: pd.DataFrame,
+    test: tuple[Tensor, Tensor],
+    *,
+    n: int = 64,
+    top_fraction: float = 0.3,
+    bandwidth: float | str = "scott",
+    finetune_steps: int = 0,
+    finetune_networks: int = 32,
+    train: tuple[Tensor, Tensor] | None = None,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    check: int = 32,
+    seed: int = 0,
+) -> SampleReport:
+    """Fit a KDE to the embeddings of the top ``top_fraction`` of ``weights`` (by the table's
+    ``test_accuracy``; one activation: the most common among them, where the table has an
+    ``activation`` column), decode ``n`` samples and measure them on ``test`` (images, labels).
+
+    With ``finetune_steps``, ``finetune_networks`` samples and as many randomly initialised
+    networks are trained for that many steps on ``train`` and measured along the way.
+    """
+    good = select_good(table, top_fraction=top_fraction)
+    spec, activation = weights.spec, None
+    if "activation" in table.columns:
+        activation = str(table["activation"].iloc[good].mode().iloc[0])
+        good = good[table["activation"].iloc[good].to_numpy() == activation]
+        spec = with_activation(spec, activation)
+        zoo_rows = np.flatnonzero(table["activation"].to_numpy() == activation)
+    else:
+        zoo_rows = np.arange(len(table))
+    good_w = _relabel(weights[torch.as_tensor(good)], spec)
+    from weightspace.tasks.hyperrep import embed, reconstruct
+
+    z = sample_embeddings(embed(model, good_w), n, bandwidth=bandwidth, seed=seed)
+    samples = decode_samples(model, z, spec)
+    rng = np.random.default_rng(seed)
+    checked = rng.choice(zoo_rows, size=min(check, len(zoo_rows)), replace=False)
+    acc = table["test_accuracy"].to_numpy(dtype=float).copy()
+    report = SampleReport(
+        activation=activation,
+        num_good=len(good),
+        zoo=torch.as_tensor(acc),
+        good=torch.as_tensor(acc[good]),
+        reconstructed=accuracy(_relabel(reconstruct(model, good_w), spec), *test),
+        sampled=accuracy(samples, *test),
+        zoo_measured=accuracy(_relabel(weights[torch.as_tensor(checked)], spec), *test),
+        zoo_checked=torch.as_tensor(acc[checked]),
+        samples=samples,
+    )
+    if finetune_steps > 0:
+        if train is None:
+            raise ValueError("fine-tuning needs training images (train=(images, labels))")
+        k = min(finetune_networks, n)
+        eval_at = tuple(sorted({0, max(1, finetune_steps // 10), max(1, finetune_steps // 3), finetune_steps}))
+        groups = {"sampled": samples[:k], "random_init": random_networks(spec, k, seed=seed)}
+        for name, nets in groups.items():
+            _, report.finetune[name] = fine_tune(nets, *train, steps=finetune_steps, batch_size=batch_size, lr=lr,
+                                                 seed=seed, eval_at=eval_at, eval_data=test)
+    return report
+
+
+def _relabel(w: Weights, spec: NetworkSpec) -> Weights:
+    """The same tensors under ``spec`` (same shapes; e.g. another activation)."""
+    return Weights(spec, w.weights, w.biases)

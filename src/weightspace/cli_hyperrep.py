@@ -1,0 +1,176 @@
+"""`weightspace hyperrep ...`: train a hyper-representation autoencoder on a zoo, probe its
+embeddings for model properties, and sample new networks from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True, help="Hyper-representations: self-supervised embeddings of model zoos.")
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _open(zoo_path: Path):
+    from weightspace.zoo.store import Zoo, ZooError
+
+    try:
+        return Zoo.open(zoo_path)
+    except ZooError as e:
+        _fail(str(e))
+
+
+def _load(model_path: Path):
+    from weightspace.tasks.hyperrep import load_hyperrep
+
+    try:
+        return load_hyperrep(model_path)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@app.command("fit")
+def fit(
+    zoo_path: Annotated[Path, typer.Argument(help="zoo directory (train / val / test splits)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="model file to write (safetensors)")],
+    epochs: Annotated[int, typer.Option()] = 30,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    d_model: Annotated[int, typer.Option(help="transformer width")] = 64,
+    layers: Annotated[int, typer.Option(help="encoder layers (and as many decoder layers)")] = 2,
+    latent_tokens: Annotated[int, typer.Option(help="K latent vectors; the embedding has K * latent-dim values")] = 4,
+    latent_dim: Annotated[int, typer.Option()] = 16,
+    contrastive_weight: Annotated[float, typer.Option(help="weight of the contrastive loss beside reconstruction")] = 0.1,
+    noise: Annotated[float, typer.Option(help="relative std of the Gaussian noise of each view")] = 0.05,
+    erase: Annotated[float, typer.Option(help="probability of erasing each weight in each view")] = 0.05,
+    canonical: Annotated[bool, typer.Option(help="canonical neuron order: an exactly permutation-invariant encoder")] = True,
+    seed: Annotated[int, typer.Option()] = 0,
+    progress: Annotated[bool, typer.Option()] = True,
+) -> None:
+    """Train the autoencoder on the zoo's train split (no labels), keep the best val epoch."""
+    from weightspace.models.hyperrep import HyperRepConfig
+    from weightspace.tasks.hyperrep import (
+        HyperRepTask,
+        fit_hyperrep,
+        invariance_gap,
+        reconstruction_error,
+        save_hyperrep,
+    )
+    from weightspace.train import TrainConfig
+
+    zoo = _open(zoo_path)
+    try:
+        train, val, test = (zoo.load(s)[0] for s in ("train", "val", "test"))
+    except KeyError as e:
+        _fail(str(e))
+    mc = HyperRepConfig(d_model=d_model, num_heads=4, encoder_layers=layers, decoder_layers=layers,
+                        latent_tokens=latent_tokens, latent_dim=latent_dim, canonical=canonical)
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+    task = HyperRepTask(contrastive_weight=contrastive_weight, noise=noise, erase=erase, seed=seed)
+    result = fit_hyperrep(train, val, model_config=mc, config=tc, task=task)
+    recon = reconstruction_error(result.model, test)
+    gap = invariance_gap(result.model, test)
+    save_hyperrep(out, result.model, {"zoo": str(zoo_path), "epochs": epochs, "seed": seed, "test_reconstruction": recon})
+    console.print(f"wrote {out}: embedding of {mc.embedding_dim} values, best val loss {result.best_val_loss:.4f}, "
+                  f"test reconstruction error {recon:.4f} (per-layer normalised MSE), "
+                  f"invariance gap {gap['relative']:.2g}, {result.seconds:.0f} s")
+
+
+@app.command("probe")
+def probe(
+    zoo_path: Annotated[Path, typer.Argument(help="zoo directory")],
+    model_path: Annotated[Path, typer.Argument(help="model file (from `hyperrep fit`)")],
+    targets: Annotated[str | None, typer.Option(help="comma-separated table columns [default: every known property]")] = None,
+    probes: Annotated[str, typer.Option(help="linear and / or mlp")] = "linear,mlp",
+    figure: Annotated[Path | None, typer.Option(help="write a 2D map of the test embeddings (PNG)")] = None,
+    method: Annotated[str, typer.Option(help="pca | tsne (for --figure)")] = "pca",
+    as_json: Annotated[Path | None, typer.Option("--json", help="write the results as JSON")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Probe the embeddings (train split -> test split) for test accuracy, epoch, gap and
+    hyperparameters, beside StatNN's weight statistics."""
+    from weightspace.tasks.hyperrep_probe import probe_table, probe_targets, run_probes, split_features
+
+    zoo = _open(zoo_path)
+    model, _ = _load(model_path)
+    try:
+        loaded = {s: zoo.load(s) for s in ("train", "test")}
+        names = probe_targets(zoo.table, tuple(targets.split(",")) if targets else None)
+    except KeyError as e:
+        _fail(str(e).strip('"'))
+    feats = split_features(model, {s: w for s, (w, _) in loaded.items()})
+    tables = {s: t for s, (_, t) in loaded.items()}
+    results = run_probes(feats, tables, names, probes=tuple(probes.split(",")), seed=seed)
+    console.print(probe_table(results))
+    if figure is not None:
+        from weightspace.tasks.hyperrep_plots import embedding_map, plot_embedding_map
+
+        colours = {c: tables["test"][c].to_numpy() for c in ("test_accuracy", "epoch") if c in tables["test"].columns}
+        plot_embedding_map(embedding_map(feats["hyperrep"]["test"], method, seed=seed), colours, figure, title=method.upper())
+        console.print(f"wrote {figure}")
+    if as_json is not None:
+        as_json.write_text(json.dumps([r.row() for r in results], indent=2))
+
+
+@app.command("sample")
+def sample(
+    zoo_path: Annotated[Path, typer.Argument(help="zoo directory")],
+    model_path: Annotated[Path, typer.Argument(help="model file (from `hyperrep fit`)")],
+    n: Annotated[int, typer.Option("--num", "-n", help="networks to sample")] = 64,
+    top: Annotated[float, typer.Option(help="fit the density to this top fraction of the train split by accuracy")] = 0.3,
+    dataset: Annotated[str | None, typer.Option(help="images to evaluate on [default: the zoo's provenance dataset]")] = None,
+    test_images: Annotated[int, typer.Option(help="test images to evaluate on (a seeded subset)")] = 1000,
+    finetune_steps: Annotated[int, typer.Option(help="also fine-tune samples and random inits for this many steps")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the sampled networks as a zoo here")] = None,
+    figure: Annotated[Path | None, typer.Option(help="accuracy histogram of sampled vs zoo models (PNG)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Sample networks from a KDE over the embeddings of good models; report their accuracy."""
+    from weightspace.signals.images import load_images
+    from weightspace.tasks.hyperrep_sample import image_tensors, sample_from_zoo
+
+    zoo = _open(zoo_path)
+    model, _ = _load(model_path)
+    source = dataset or zoo.provenance.get("dataset")
+    if not source:
+        _fail("the zoo does not record its dataset; pass --dataset")
+    try:
+        data = load_images(source, seed=int(zoo.provenance.get("seed", 0)))  # the zoo's own image split
+        weights, table = zoo.load("train")
+        report = sample_from_zoo(model, weights, table, image_tensors(data, "test", test_images, seed=seed), n=n,
+                                 top_fraction=top, finetune_steps=finetune_steps,
+                                 train=image_tensors(data, "train") if finetune_steps else None, seed=seed)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).strip('"'))
+    s = report.summary()
+    console.print(f"{n} sampled networks ({s['activation'] or 'zoo spec'} activation, density over {s['num_good']} good models): "
+                  f"mean test accuracy {s['sampled_mean']:.4f} without training; zoo (train split) {s['zoo_mean']:.4f} "
+                  f"({100 * s['sampled_over_zoo_mean']:.0f}% of it), good models {s['good_mean']:.4f}, "
+                  f"good models encoded+decoded {s['reconstructed_mean']:.4f}")
+    for group in ("sampled", "random_init"):
+        if f"finetune_{group}" in s:
+            curve = ", ".join(f"step {k}: {v:.4f}" for k, v in s[f"finetune_{group}"].items())
+            console.print(f"fine-tuned {group}: {curve}")
+    if figure is not None:
+        from weightspace.tasks.hyperrep_plots import plot_accuracy_histograms
+
+        plot_accuracy_histograms({"zoo": report.zoo.numpy(), "sampled": report.sampled.numpy()}, figure)
+        console.print(f"wrote {figure}")
+    if out is not None:
+        from weightspace.zoo.store import ZooWriter
+
+        writer = ZooWriter(out, report.samples.spec, shard_size=len(report.samples),
+                           provenance={"kind": "hyperrep-samples", "source_zoo": str(zoo_path), "model": str(model_path),
+                                       "seed": seed, "top_fraction": top})
+        writer.write_shard(0, report.samples, {"test_accuracy": report.sampled.tolist(), "split": ["test"] * n,
+                                               "activation": [s["activation"]] * n})
+        writer.finalize()
+        console.print(f"wrote {n} networks to {out}")

@@ -1,0 +1,40 @@
+import json
+
+from typer.testing import CliRunner
+
+from tests.tasks.hyperrep_zoo import make_zoo
+from weightspace.cli import app
+from weightspace.zoo.store import Zoo
+
+runner = CliRunner()
+
+
+def test_fit_probe_sample_commands(tmp_path):
+    zoo = make_zoo(tmp_path / "zoo")
+    model = tmp_path / "hr.safetensors"
+    r = runner.invoke(app, ["hyperrep", "fit", str(zoo.path), "-o", str(model), "--epochs", "2", "--batch-size", "8",
+                            "--d-model", "16", "--layers", "1", "--latent-tokens", "2", "--latent-dim", "4", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert model.exists() and "embedding of 8 values" in r.output and "invariance gap 0" in r.output
+    r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(model), "--probes", "linear",
+                            "--figure", str(tmp_path / "map.png"), "--json", str(tmp_path / "p.json")])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert {row["target"] for row in rows} >= {"test_accuracy", "epoch", "activation"}
+    assert {row["features"] for row in rows} == {"hyperrep", "statnn"}
+    assert (tmp_path / "map.png").exists() and "StatNN" in r.output
+    r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "-n", "6", "--test-images", "50",
+                            "--finetune-steps", "3", "--out", str(tmp_path / "samples"), "--figure", str(tmp_path / "h.png")])
+    assert r.exit_code == 0, r.output
+    assert "6 sampled networks" in r.output and "fine-tuned random_init" in r.output
+    samples = Zoo.open(tmp_path / "samples")
+    assert len(samples) == 6 and samples.table["test_accuracy"].between(0, 1).all()
+    assert (tmp_path / "h.png").exists()
+
+
+def test_errors_name_the_problem(tmp_path):
+    zoo = make_zoo(tmp_path / "zoo", runs=6)
+    r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(tmp_path / "none.safetensors")])
+    assert r.exit_code == 2 and "no such hyper-representation model" in " ".join(r.output.split())
+    r = runner.invoke(app, ["hyperrep", "fit", str(tmp_path), "-o", str(tmp_path / "m.safetensors")])
+    assert r.exit_code == 2 and "zoo.json is missing" in " ".join(r.output.split())
