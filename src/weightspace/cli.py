@@ -350,8 +350,5 @@ def nern_reconstruct(
                   + (f" (original {100 * original:.2f}%)" if isinstance(original, float) else ""))
 
 
-__import__("weightspace.cli_classifiers").cli_classifiers.register(app, zoo_app)  # zoo train-classifiers, predict
-
-
 if __name__ == "__main__":
     app()
