@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,8 +76,10 @@ def fit_shard(job: FitJob, task: ShardTask) -> ShardResult:
 class Backend(Protocol):
     name: str
 
-    def run(self, job: FitJob, tasks: Iterable[ShardTask]) -> Iterator[ShardResult]:
-        """Fit every task; yield each result as it is ready (any order)."""
+    def run(self, job: Any, tasks: Iterable[Any], work: Callable[[Any, Any], Any] = ...) -> Iterator[Any]:
+        """Run ``work(job, task)`` (default `fit_shard`) for every task; yield each result as it
+        is ready (any order). Other zoo builders (e.g. trained classifiers) pass their own ``work``,
+        a module-level function so that Ray can ship it."""
         ...
 
 
@@ -86,9 +88,9 @@ class LocalBackend:
 
     name = "local"
 
-    def run(self, job: FitJob, tasks: Iterable[ShardTask]) -> Iterator[ShardResult]:
+    def run(self, job: Any, tasks: Iterable[Any], work: Callable[[Any, Any], Any] = fit_shard) -> Iterator[Any]:
         for task in tasks:
-            yield fit_shard(job, task)
+            yield work(job, task)
 
 
 def _require_ray() -> Any:
@@ -101,10 +103,10 @@ def _require_ray() -> Any:
     return ray
 
 
-def _fit_shard_task(job: FitJob, task: ShardTask, threads: int) -> ShardResult:
+def _fit_shard_task(job: Any, task: Any, threads: int, work: Callable[[Any, Any], Any] = fit_shard) -> Any:
     # Ray sets OMP_NUM_THREADS for a task, but a reused worker may have run torch already
     torch.set_num_threads(threads)
-    return fit_shard(job, task)
+    return work(job, task)
 
 
 class RayBackend:
@@ -148,7 +150,7 @@ class RayBackend:
             ray.init(address=self.address, **self.init_kwargs)
         return True
 
-    def run(self, job: FitJob, tasks: Iterable[ShardTask]) -> Iterator[ShardResult]:
+    def run(self, job: Any, tasks: Iterable[Any], work: Callable[[Any, Any], Any] = fit_shard) -> Iterator[Any]:
         ray = _require_ray()
         started = self._init(ray)
         pending: list[Any] = []
@@ -164,7 +166,7 @@ class RayBackend:
                 task = next(todo, None)
                 if task is None:
                     return False
-                pending.append(remote.remote(job_ref, task, self.num_cpus_per_task))
+                pending.append(remote.remote(job_ref, task, self.num_cpus_per_task, work))
                 return True
 
             while len(pending) < window and submit():
