@@ -67,6 +67,50 @@ def sincos_ns(n: int = 8_000_000, reps: int = 5) -> float:
     return (time.perf_counter() - t) / (n * reps) * 1e9
 
 
+def step_breakdown(coords, targets, recipe, steps: int = 20) -> dict:
+    """Where one step of the stacked fitter spends its time, at the zoo builder's batch size:
+    profiler self-times of matmuls, the fused sin/cos, other elementwise ops, the optimiser,
+    and the rest of the wall time (Python, dispatch, allocation)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from weightspace.zoo.fit_inr import _StackedAdam
+
+    n = auto_batch_size(coords.shape[0], max(recipe.hidden))
+    spec = recipe.spec(2, 1)
+    params = [t[:, 0].clone() for t in recipe.init(spec, list(range(n))).tensors()]
+    y = recipe.encode_targets(targets[:n]) - recipe.output_offset
+    grad, opt = siren_grad.SirenMSEGrad(spec, coords, n), _StackedAdam(params, recipe.lr)
+    for _ in range(3):
+        grad(opt.params, y)
+        opt.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        for _ in range(steps):
+            grad(opt.params, y)
+            with record_function("optimiser"):
+                opt.step()
+        wall = time.perf_counter() - t
+    parts = {"matmul": 0.0, "sin_cos": 0.0, "optimiser": 0.0, "other_ops": 0.0}
+    for e in prof.key_averages():
+        us = e.self_cpu_time_total
+        if e.key == "optimiser":
+            parts["optimiser"] += e.cpu_time_total
+        elif any(k in e.key for k in ("bmm", "matmul", "aten::mm")):
+            parts["matmul"] += us
+        elif "CompiledFxGraph" in e.key or e.key in ("aten::sin", "aten::cos"):
+            parts["sin_cos"] += us
+        elif e.key.startswith("aten::"):
+            parts["other_ops"] += us
+    # the optimiser's own (elementwise) aten ops were also counted in other_ops
+    parts["other_ops"] = max(parts["other_ops"] - parts["optimiser"], 0.0)
+    total = wall * 1e6
+    out = {k: v / total for k, v in parts.items()}
+    out["python_and_rest"] = max(1.0 - sum(out.values()), 0.0)
+    out["batch"] = n
+    out["us_per_inr_step"] = total / (steps * n)
+    return out
+
+
 def loop_rate(coords, targets, recipe, steps: int) -> float:
     """INR-steps/s of the per-network loop."""
     y = recipe.encode_targets(targets) - recipe.output_offset
@@ -124,6 +168,8 @@ def markdown(f: dict) -> str:
     if f.get("ray_n1024"):
         rows.append(row(f"weightspace, Ray backend, {f['ray_workers']} workers × 1 thread, N = 1024", f["ray_n1024"]))
     best = max(v for k, v in f.items() if k.startswith(("stacked_n", "ray_n")))
+    b = f["breakdown"]
+    split = ", ".join(f"{k.replace('_', ' ')} {b[k]:.0%}" for k in ("matmul", "sin_cos", "other_ops", "optimiser", "python_and_rest"))
     return f"""
 28×28 images, SIREN 2→32→32→1, DWSNets recipe without early stopping, {f['steps']} steps per
 network, {f['threads']} torch threads (Ray workers: 1 each). Cost model measured in the same run:
@@ -137,6 +183,9 @@ fused kernel (the limit used below).
 | fitter | INR-steps/s | vs loop | of the limit |
 |---|---:|---:|---:|
 {chr(10).join(rows)}
+
+Where a step's time goes (profiler, N = {b['batch']} networks per batch, {b['us_per_inr_step']:.0f} µs per
+INR-step): {split}.
 
 Extrapolated time for 70,000 MNIST INRs × 1,000 steps at the best rate ({best:,.0f} INR-steps/s):
 {70_000 * 1000 / best / 3600:.1f} h on this machine (the lent H100 did it in 141 s; see mnist_inr_zoo).
@@ -190,6 +239,7 @@ def main() -> None:
     for n in figures["ns"]:
         figures[f"stacked_n{n}"] = stacked_rate(coords, targets, recipe, n)
         print(f"N = {n}: {figures[f'stacked_n{n}']:,.0f} INR-steps/s", flush=True)
+    figures["breakdown"] = step_breakdown(coords, targets, recipe)
     figures["autograd_n1024"] = stacked_rate(coords, targets, recipe, 1024, use_autograd=True)
     print(f"autograd, N = 1024: {figures['autograd_n1024']:,.0f} INR-steps/s", flush=True)
     if not args.no_ray:

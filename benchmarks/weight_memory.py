@@ -108,7 +108,7 @@ def main() -> None:
     for name in models:
         for w in widths:
             proc = subprocess.run([sys.executable, __file__, "--one", f"{name}/{w}", "--batch", str(args.batch)],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, check=False)
             if proc.returncode == 0:
                 runs[f"{name}/{w}"] = json.loads(proc.stdout.strip().splitlines()[-1])
             else:
