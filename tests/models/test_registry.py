@@ -124,3 +124,12 @@ def test_graph_batches_mixed_architectures(gen):
     assert out.shape == (5, OUT)
     torch.testing.assert_close(out[:2], model(wa))
     torch.testing.assert_close(out[2:], model(wb))
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_graph_dense_path_equals_sparse_graph(gen, name):
+    spec = SPECS[name]
+    torch.manual_seed(0)
+    model = create_model("graph", spec, out_features=OUT).double().eval()
+    w = random_weights(spec, 3, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(model(w), model(model.graph(w)))

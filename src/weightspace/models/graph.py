@@ -8,7 +8,11 @@ output is invariant. Edges carry the weight (a conv kernel, flattened and zero-p
 
 The graph is stored sparsely (an edge list, like the weights themselves), so memory grows
 with the number of weights, not with the square of the number of neurons, and networks of
-different widths and depths batch together (`NeuralGraph.cat`).
+different widths and depths batch together (`NeuralGraph.cat`). A batch of one architecture
+(a `Weights`) takes a dense path instead that computes the same function: the edges between
+two layers are the grid ``[B, out, in, d]`` of that layer's weights, gathering endpoint
+features is broadcasting and averaging messages is a mean over one grid axis, with no index
+gathers or scatters (several times faster on CPU).
 """
 
 from __future__ import annotations
@@ -42,28 +46,43 @@ class NeuralGraph:
     num_graphs: int
 
     @staticmethod
-    def from_weights(weights: Weights, *, max_inputs: int, max_outputs: int, max_layers: int, max_kernel: int) -> "NeuralGraph":
-        spec, b, c = weights.spec, weights.batch_size, weights.channels
+    def check_limits(spec: NetworkSpec, *, max_inputs: int, max_outputs: int, max_layers: int, max_kernel: int) -> None:
         L = spec.num_layers
         if spec.in_features > max_inputs or spec.out_features > max_outputs or L > max_layers:
             raise ValueError(
                 f"spec with {spec.in_features} inputs, {spec.out_features} outputs, {L} layers exceeds the model's "
                 f"limits ({max_inputs}, {max_outputs}, {max_layers}); build the model with larger max_* values"
             )
+        for i, layer in enumerate(spec.layers):
+            k = math.prod(layer.kernel_size or (1,))
+            if k > max_kernel:
+                raise ValueError(f"layer {i}: kernel of {k} values exceeds max_kernel={max_kernel}")
+
+    @staticmethod
+    def node_ids(spec: NetworkSpec, max_inputs: int, max_outputs: int) -> list[Tensor]:
+        """Embedding index of every node, per layer of nodes: inputs ``0..max_inputs-1``,
+        outputs next, then one shared id per hidden layer (hidden neurons are exchangeable)."""
+        sizes = [spec.in_features] + [layer.out_features for layer in spec.layers]
+        L = spec.num_layers
+        ids = [torch.arange(sizes[0])]
+        for i in range(1, L + 1):
+            ids.append(max_inputs + torch.arange(sizes[i]) if i == L
+                       else torch.full((sizes[i],), max_inputs + max_outputs + i - 1))
+        return ids
+
+    @staticmethod
+    def from_weights(weights: Weights, *, max_inputs: int, max_outputs: int, max_layers: int, max_kernel: int) -> "NeuralGraph":
+        spec, b, c = weights.spec, weights.batch_size, weights.channels
+        L = spec.num_layers
+        NeuralGraph.check_limits(spec, max_inputs=max_inputs, max_outputs=max_outputs, max_layers=max_layers,
+                                 max_kernel=max_kernel)
         sizes = [spec.in_features] + [layer.out_features for layer in spec.layers]
         offsets = [0]
         for s in sizes:
             offsets.append(offsets[-1] + s)
         n = offsets[-1]
         dev = weights.device
-        # node identities: inputs 0..max_inputs-1, outputs next, then one id per hidden layer
-        ids = [torch.arange(sizes[0])]
-        for i in range(1, L + 1):
-            if i == L:
-                ids.append(max_inputs + torch.arange(sizes[i]))
-            else:
-                ids.append(torch.full((sizes[i],), max_inputs + max_outputs + i - 1))
-        node_id = torch.cat(ids).to(dev)
+        node_id = torch.cat(NeuralGraph.node_ids(spec, max_inputs, max_outputs)).to(dev)
         is_out = torch.zeros(n, dtype=torch.bool, device=dev)
         is_out[offsets[L] :] = True
         bias = [weights.weights[0].new_zeros(b, c, sizes[0])]
@@ -145,6 +164,25 @@ class MessagePassing(nn.Module):
         out = _scatter_mean(self.act(self.dst_m(h)[dst] + self.edge_bwd(e)), src, n)
         return self.norm_n(h + self.node(torch.cat([h, inc, out], dim=1))), e
 
+    def forward_dense(self, hs: list[Tensor], es: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """The same round on one architecture: ``hs[i]`` ``[B, n_i, d]`` (nodes of layer i),
+        ``es[i]`` ``[B, n_(i+1), n_i, d]`` (edges from layer i to i + 1)."""
+        es = [
+            self.norm_e(e + self.edge_out(self.act(
+                self.src_e(hs[i]).unsqueeze(1) + self.dst_e(hs[i + 1]).unsqueeze(2) + self.edge_e(e))))
+            for i, e in enumerate(es)
+        ]
+        # a node with no incoming (input layer) or outgoing (output layer) edges gets zeros,
+        # as the scatter mean gives it
+        inc = [torch.zeros_like(hs[0])] + [
+            self.act(self.src_m(hs[i]).unsqueeze(1) + self.edge_fwd(e)).mean(dim=2) for i, e in enumerate(es)
+        ]
+        out = [
+            self.act(self.dst_m(hs[i + 1]).unsqueeze(2) + self.edge_bwd(e)).mean(dim=1) for i, e in enumerate(es)
+        ] + [torch.zeros_like(hs[-1])]
+        hs = [self.norm_n(h + self.node(torch.cat([h, a, b], dim=2))) for h, a, b in zip(hs, inc, out)]
+        return hs, es
+
 
 @register_model("graph", output="invariant", supports_conv=True, summary="message passing on the neural graph (Kofinas et al.)")
 class NeuralGraphClassifier(nn.Module):
@@ -180,7 +218,9 @@ class NeuralGraphClassifier(nn.Module):
 
     def forward(self, x: Weights | NeuralGraph) -> Tensor:
         """`Weights` [B, C, ...] (or a `NeuralGraph` batch of mixed architectures) -> ``[B, out_features]``."""
-        g = self.graph(x) if isinstance(x, Weights) else x
+        if isinstance(x, Weights):
+            return self._forward_dense(x)
+        g = x
         h = self.node_in(g.node_feat) + self.node_emb(g.node_id)
         e = self.edge_in(g.edge_feat)
         for layer in self.layers:
@@ -190,3 +230,24 @@ class NeuralGraphClassifier(nn.Module):
         mx = h.new_full((g.num_graphs, h.shape[1]), -torch.inf).scatter_reduce(0, idx, h, "amax")
         outs = _scatter_mean(h[g.is_output], g.node_graph[g.is_output], g.num_graphs)
         return self.head(torch.cat([mean, mx, outs], dim=1))
+
+    def _forward_dense(self, weights: Weights) -> Tensor:
+        # the sparse graph's node and edge features and identities, laid out per layer
+        spec, b, c = weights.spec, weights.batch_size, weights.channels
+        NeuralGraph.check_limits(spec, **self.limits)
+        ids = NeuralGraph.node_ids(spec, self.limits["max_inputs"], self.limits["max_outputs"])
+        kmax = self.limits["max_kernel"]
+        hs = [self.node_in(weights.weights[0].new_zeros(b, spec.in_features, c)) + self.node_emb(ids[0].to(weights.device))]
+        es = []
+        for i, (w, bias) in enumerate(zip(weights.weights, weights.biases)):
+            o, k_in = w.shape[2], w.shape[3]
+            k = math.prod(w.shape[4:]) if w.dim() > 4 else 1
+            feat = w.reshape(b, c, o, k_in, k).permute(0, 2, 3, 1, 4)
+            feat = nn.functional.pad(feat, (0, kmax - k)).reshape(b, o, k_in, c * kmax)
+            es.append(self.edge_in(feat))
+            node = bias.permute(0, 2, 1) if bias is not None else w.new_zeros(b, o, c)
+            hs.append(self.node_in(node) + self.node_emb(ids[i + 1].to(weights.device)))
+        for layer in self.layers:
+            hs, es = layer.forward_dense(hs, es)
+        h = torch.cat(hs, dim=1)  # [B, N, d]
+        return self.head(torch.cat([h.mean(dim=1), h.amax(dim=1), hs[-1].mean(dim=1)], dim=1))
