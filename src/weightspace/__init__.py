@@ -15,15 +15,19 @@ from weightspace.core import (
     sample_group_element,
     uncoupled_permutation,
 )
+from weightspace.inr.hyper import HyperINR, HyperINRConfig
 from weightspace.inr.meta import MetaConfig, meta_train
 from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig
 from weightspace.models.registry import create_model, list_models
 from weightspace.zoo.store import Zoo, ZooError, ZooWriter
+from weightspace.zoo.vectors import read_vectors, vector_spec, write_vector_zoo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GroupElement",
+    "HyperINR",
+    "HyperINRConfig",
     "LayerSpec",
     "MetaConfig",
     "ModulatedSiren",
@@ -44,6 +48,9 @@ __all__ = [
     "list_models",
     "meta_train",
     "permute",
+    "read_vectors",
     "sample_group_element",
     "uncoupled_permutation",
+    "vector_spec",
+    "write_vector_zoo",
 ]
