@@ -1,0 +1,147 @@
+"""`weightspace compress / decompress / compress-base`: COIN and COIN++ codecs on files.
+
+Registered at the top level of `weightspace.cli` (an unnamed sub-app). The file format is
+documented in ``docs/format-coin.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _load_base(path: Path | None):
+    if path is None:
+        return None
+    from weightspace.compress.coinpp import CoinppBase
+
+    return CoinppBase.load(path)
+
+
+@app.command("compress")
+def compress_cmd(
+    input: Annotated[Path, typer.Argument(help="image (.png/.jpg/...), audio (.wav), grid or volume (.npy)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="compressed file to write (.wsc)")],
+    bpp: Annotated[float | None, typer.Option(help="target payload bits per pixel / sample / voxel")] = None,
+    psnr: Annotated[float | None, typer.Option(help="target PSNR in dB (values in [0, 1], peak 1)")] = None,
+    method: Annotated[str, typer.Option(help="coin | coin++")] = "coin",
+    base: Annotated[Path | None, typer.Option(help="COIN++: the base network (from `weightspace compress-base`)")] = None,
+    kind: Annotated[str | None, typer.Option(help=".npy with 3 axes: 'grid' reads [H, W, C] (default: a shape volume)")] = None,
+    bits: Annotated[int, typer.Option(help="COIN: bits per weight (below 16: quantisation-aware fine-tuning)")] = 16,
+    steps: Annotated[int, typer.Option(help="COIN: fitting steps")] = 1000,
+    refine_steps: Annotated[int, typer.Option(help="COIN++: Adam steps on the latents after the inner loop")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Compress a signal file to a target rate (--bpp) or quality (--psnr)."""
+    from weightspace.compress.codec import compress
+    from weightspace.compress.coin import CoinConfig
+    from weightspace.compress.signal import read_signal
+
+    if (bpp is None) == (psnr is None):
+        _fail("give exactly one of --bpp and --psnr")
+    try:
+        signal = read_signal(input, kind=kind)
+        res = compress(
+            signal, method=method, bpp=bpp, psnr_target=psnr, base=_load_base(base),
+            coin_config=CoinConfig(steps=steps, bits=bits, seed=seed), refine_steps=refine_steps,
+        )
+    except ValueError as e:
+        _fail(str(e))
+    out.write_bytes(res.data)
+    note = "" if res.reached else " [yellow](target not reached)[/yellow]"
+    console.print(
+        f"wrote {out}: {len(res.data)} bytes, {res.bpp:.3f} bpp payload ({res.file_bpp:.3f} with the header), "
+        f"PSNR {res.psnr:.2f} dB, {res.method}{note}"
+    )
+
+
+@app.command("decompress")
+def decompress_cmd(
+    file: Annotated[Path, typer.Argument(help="a file written by `weightspace compress`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="image / .wav / .npy to write (by the signal's kind)")],
+    base: Annotated[Path | None, typer.Option(help="COIN++ files: the base network they name")] = None,
+) -> None:
+    """Decode a compressed file back to an image, audio clip, grid or volume."""
+    from weightspace.compress.codec import decompress
+    from weightspace.compress.signal import write_signal
+
+    try:
+        if not file.is_file():
+            raise ValueError(f"{file}: no such file")
+        signal = decompress(file.read_bytes(), base=_load_base(base))
+        write_signal(signal, out)
+    except ValueError as e:
+        _fail(f"{file}: {e}")
+    console.print(f"wrote {out}: {signal.kind} {list(signal.values.shape)}")
+
+
+def _training_signals(dataset: str, seed: int, limit: int | None):
+    """``(values [N, *grid, C], kind)`` of a dataset's training split."""
+    if dataset == "spherical-harmonics":
+        from weightspace.signals.grids import load_spherical_harmonics
+
+        data = load_spherical_harmonics(seed=seed)
+    elif dataset.endswith(".npy"):
+        from weightspace.signals.grids import load_grid_npy
+
+        data = load_grid_npy(dataset)
+    else:
+        from weightspace.signals.load import load_signals
+
+        data = load_signals(dataset, seed=seed)
+    if "train" in data.split:
+        data = data.select_split("train")
+    values = data.targets()
+    if limit is not None:
+        values = values[:limit]
+    if getattr(data, "grid", True) is False:
+        raise ValueError(f"{dataset}: scattered points cannot be cut into patches; use grid samples")
+    return values.reshape(values.shape[0], *data.signal_shape), data.kind
+
+
+@app.command("compress-base")
+def compress_base_cmd(
+    dataset: Annotated[str, typer.Argument(help="signals to meta-learn on: a `zoo fit-inrs` dataset name or path, "
+                                           "'spherical-harmonics', or a .npy of lat-lon fields")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="base network file to write (.safetensors)")],
+    patch: Annotated[str, typer.Option(help="patch shape, e.g. 28x28 (images), 256 (audio), 8x8x8 (shapes)")],
+    hidden: Annotated[str, typer.Option(help="hidden widths of the modulated SIREN")] = "64,64,64",
+    latent: Annotated[int, typer.Option(help="latent (modulation) size per patch")] = 64,
+    steps: Annotated[int, typer.Option(help="outer meta-learning steps")] = 500,
+    inner_steps: Annotated[int, typer.Option()] = 3,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    first_order: Annotated[bool, typer.Option(help="first-order MAML (cheaper)")] = False,
+    limit: Annotated[int | None, typer.Option(help="at most this many training signals")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Meta-learn a COIN++ base network on a dataset's training signals (stored once)."""
+    from weightspace.compress.coinpp import patches_of, train_base
+    from weightspace.inr.meta import MetaConfig
+    from weightspace.inr.modulated import ModulatedSirenConfig
+
+    try:
+        patch_shape = tuple(int(p) for p in patch.lower().split("x"))
+        widths = tuple(int(h) for h in hidden.split(","))
+        values, kind = _training_signals(dataset, seed, limit)
+        patches = patches_of(values, patch_shape)
+        config = ModulatedSirenConfig(len(patch_shape), values.shape[-1], hidden=widths, latent_dim=latent, seed=seed)
+        meta = MetaConfig(steps=steps, batch_size=batch_size, inner_steps=inner_steps, lr=lr,
+                          first_order=first_order, seed=seed)
+        base = train_base(patches, kind, patch_shape, config, meta)
+    except ValueError as e:
+        _fail(str(e))
+    base.save(out)
+    console.print(f"wrote {out}: COIN++ base {base.id} for {kind} patches {patch}, latent {latent}, "
+                  f"{patches.shape[0]} training patches")

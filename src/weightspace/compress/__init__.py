@@ -1,0 +1,22 @@
+"""Neural compression: COIN and COIN++ codecs in one versioned file format (``docs/format-coin.md``)."""
+
+from weightspace.compress.codec import Compressed, compress, decompress, inspect
+from weightspace.compress.coin import CoinConfig, coin_architecture
+from weightspace.compress.coinpp import CoinppBase, train_base
+from weightspace.compress.format import CodecError
+from weightspace.compress.signal import Signal, read_signal, write_signal
+
+__all__ = [
+    "CodecError",
+    "CoinConfig",
+    "CoinppBase",
+    "Compressed",
+    "Signal",
+    "coin_architecture",
+    "compress",
+    "decompress",
+    "inspect",
+    "read_signal",
+    "train_base",
+    "write_signal",
+]

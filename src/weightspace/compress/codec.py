@@ -1,0 +1,141 @@
+"""One codec API for every signal kind: `compress` a `Signal` to bytes, `decompress` them back.
+
+Rate control:
+
+- COIN, ``bpp=B``: the architecture is chosen from the budget (`coin.coin_architecture`),
+  one fit; the file's payload stays within ``B`` bits per point.
+- COIN, ``psnr=P``: budgets from `COIN_BPP_LADDER` are tried from small to large, one fit
+  each, until the decoded signal reaches ``P`` dB (else the best one is returned and
+  ``reached`` is False).
+- COIN++, ``bpp=B`` / ``psnr=P``: the latents are fitted once; quantisation steps from
+  `COINPP_STEPS` (coarse to fine) are tried and the coarsest step that reaches ``P`` dB, or
+  the finest whose payload fits ``B`` bits per point, is kept.
+
+PSNR is measured on the decoded values in [0, 1] against the input (peak 1). "bpp" counts
+payload bits per point (pixel / sample / voxel), as the COIN papers do; ``file_bpp`` counts
+the whole file (container and header included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from weightspace.compress import coin, coinpp
+from weightspace.compress.format import CodecError, pack, unpack
+from weightspace.compress.signal import Signal
+
+COIN_BPP_LADDER: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+COINPP_STEPS: tuple[float, ...] = (4.0, 2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.125, 0.09, 0.0625, 0.03, 0.015)
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """data: the file's bytes; bpp: payload bits per point; file_bpp: file bits per point;
+    psnr: dB of the decoded signal; reached: whether the requested target was met."""
+
+    data: bytes
+    method: str
+    bpp: float
+    file_bpp: float
+    psnr: float
+    reached: bool
+    header: dict
+
+
+def psnr(decoded: torch.Tensor, original: torch.Tensor) -> float:
+    mse = float((decoded.clamp(0, 1) - original).square().mean())
+    return 10.0 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))).item()
+
+
+def _result(method: str, signal: Signal, header: dict, payload: bytes, decoded, reached: bool) -> Compressed:
+    data = pack(method, header, payload)
+    return Compressed(
+        data, method, 8 * len(payload) / signal.num_points, 8 * len(data) / signal.num_points,
+        psnr(decoded, signal.values), reached, header,
+    )
+
+
+def compress(
+    signal: Signal,
+    *,
+    method: str = "coin",
+    bpp: float | None = None,
+    psnr_target: float | None = None,
+    base: coinpp.CoinppBase | None = None,
+    coin_config: coin.CoinConfig | None = None,
+    refine_steps: int = 0,
+) -> Compressed:
+    """Compress ``signal`` to a target rate (``bpp``) or quality (``psnr_target``), exactly one given."""
+    if (bpp is None) == (psnr_target is None):
+        raise ValueError("give exactly one of bpp and psnr_target")
+    if bpp is not None and not bpp > 0:
+        raise ValueError(f"bpp must be positive, got {bpp}")
+    if method == "coin":
+        return _compress_coin(signal, bpp, psnr_target, coin_config or coin.CoinConfig())
+    if method == "coin++":
+        if base is None:
+            raise ValueError("COIN++ needs a base network (train one with `weightspace compress-base`)")
+        return _compress_coinpp(signal, base, bpp, psnr_target, refine_steps)
+    raise ValueError(f"unknown method {method!r}; expected 'coin' or 'coin++'")
+
+
+def _compress_coin(signal: Signal, bpp: float | None, target: float | None, config: coin.CoinConfig) -> Compressed:
+    d_in, c = len(signal.grid), signal.channels
+    if bpp is not None:
+        hidden = coin.coin_architecture(bpp, signal.num_points, d_in, c, config.bits)
+        header, payload, values = coin.encode(signal, hidden, config)
+        return _result("coin", signal, header, payload, values, 8 * len(payload) <= bpp * signal.num_points)
+    best = None
+    for rate in COIN_BPP_LADDER:
+        try:
+            hidden = coin.coin_architecture(rate, signal.num_points, d_in, c, config.bits)
+        except ValueError:
+            continue
+        header, payload, values = coin.encode(signal, hidden, config)
+        best = _result("coin", signal, header, payload, values, psnr(values, signal.values) >= target)
+        if best.reached:
+            return best
+    if best is None:
+        raise ValueError("no COIN architecture fits this signal")
+    return best
+
+
+def _compress_coinpp(
+    signal: Signal, base: coinpp.CoinppBase, bpp: float | None, target: float | None, refine_steps: int
+) -> Compressed:
+    z = coinpp.latents_of(signal, base, refine_steps=refine_steps)
+    tried = []
+    for step in COINPP_STEPS:  # coarse to fine: rate grows, distortion falls
+        header, payload, values = coinpp.encode_latents_to_file(signal, base, z, step)
+        res = _result("coin++", signal, header, payload, values, False)
+        if bpp is not None:
+            if res.bpp > bpp:
+                break
+            tried.append(res)
+        else:
+            tried.append(res)
+            if res.psnr >= target:
+                return Compressed(**{**res.__dict__, "reached": True})
+    if not tried:  # even the coarsest step exceeds the rate: return it, marked as missed
+        return res
+    best = tried[-1]
+    return Compressed(**{**best.__dict__, "reached": bpp is not None})
+
+
+def decompress(data: bytes, *, base: coinpp.CoinppBase | None = None) -> Signal:
+    """The signal in a compressed file; `CodecError` (a ValueError) for anything unreadable."""
+    method, header, payload = unpack(data)
+    if method == "coin":
+        return coin.decode(header, payload)
+    return coinpp.decode(header, payload, base)
+
+
+def inspect(data: bytes) -> dict:
+    """Method and header of a compressed file (checked like `decompress`, payload not decoded)."""
+    method, header, payload = unpack(data)
+    return {"method": method, "payload_bytes": len(payload), **header}
+
+
+__all__ = ["COINPP_STEPS", "COIN_BPP_LADDER", "CodecError", "Compressed", "compress", "decompress", "inspect", "psnr"]

@@ -1,0 +1,260 @@
+"""COIN++ (Dupont et al. 2022): a shared meta-learned base, and per file only the signal's
+quantised, entropy-coded modulations.
+
+A `CoinppBase` is a `ModulatedSiren` meta-learned (`inr.meta.meta_train`) on patches of a
+training set, stored once (safetensors) with the patch shape, the number of inner steps,
+and the mean and standard deviation of each latent entry over the training patches.
+
+Encoding a signal: cut it into patches (`signal.to_patches`; edges replicated), fit each
+patch's latent with the base frozen (`inr.meta.encode`, the same inner loop it was trained
+with, optionally followed by ``refine_steps`` of Adam on the latents), standardise each
+entry ``u = (z - mean) / std``, quantise ``k = round(u / step)`` clipped to ``[-R, R]``
+(``R = ceil(CLIP_STDS / step)``), and entropy-code every ``k`` with an ANS coder
+(`constriction`) under a discretised Gaussian of mean 0 and standard deviation ``1 / step``
+bins (the training latents' own spread). ``step`` sets the rate.
+
+Header fields (beside ``kind``/``shape``/``meta``): ``base`` (the base's 16-hex-digit id),
+``step``. Payload: the ANS coder's compressed 32-bit words, little-endian. A file decodes
+only with the base whose id it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from weightspace.compress.format import CodecError
+from weightspace.compress.signal import KIND_AXES, Signal, check_layout, from_patches, patch_grid, to_patches
+from weightspace.inr.meta import MetaConfig, meta_train, reconstruct
+from weightspace.inr.meta import encode as encode_latents
+from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig
+from weightspace.signals.base import grid_coordinates
+
+CLIP_STDS = 8.0  # quantised latents are clipped at this many training standard deviations
+MAX_SYMBOLS = 1 << 22  # latent entries a file may hold (bounds the decoder's allocation)
+MIN_STEP, MAX_STEP = 1e-3, 64.0
+_FORMAT = "weightspace.coinpp_base"
+
+
+@dataclass(frozen=True, eq=False)
+class CoinppBase:
+    """model: the meta-learned network over patch coordinates ``grid_coordinates(patch)``;
+    kind: signal kind it was trained on; patch: grid shape of a patch; inner_steps: inner-loop
+    steps used to encode; latent_mean / latent_std: ``[d]`` over the training patches."""
+
+    model: ModulatedSiren
+    kind: str
+    patch: tuple[int, ...]
+    inner_steps: int
+    latent_mean: Tensor
+    latent_std: Tensor
+
+    @property
+    def channels(self) -> int:
+        return self.model.config.out_features
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "patch": list(self.patch),
+            "inner_steps": self.inner_steps,
+            "model": self.model.config.to_dict(),
+        }
+
+    def _tensors(self) -> dict[str, Tensor]:
+        t = {f"model.{k}": v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        return {**t, "latent_mean": self.latent_mean.contiguous(), "latent_std": self.latent_std.contiguous()}
+
+    @property
+    def id(self) -> str:
+        """16 hex digits of SHA-256 over the description and every tensor: a file names its base by it."""
+        h = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode())
+        for k, v in sorted(self._tensors().items()):
+            h.update(k.encode())
+            h.update(v.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file(self._tensors(), str(path), metadata={"format": _FORMAT, "base": json.dumps(self.describe())})
+
+    @classmethod
+    def load(cls, path: str | Path) -> CoinppBase:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != _FORMAT:
+                    raise ValueError(f"{path}: not a COIN++ base file")
+                desc = json.loads(meta["base"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+        except (OSError, KeyError, json.JSONDecodeError, SafetensorError) as e:
+            raise ValueError(f"{path}: cannot read COIN++ base ({e})") from e
+        model = ModulatedSiren(ModulatedSirenConfig.from_dict(desc["model"]))
+        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        return cls(model, desc["kind"], tuple(desc["patch"]), int(desc["inner_steps"]),
+                   tensors["latent_mean"], tensors["latent_std"])
+
+
+def patches_of(signals: Sequence[Signal] | Tensor, patch: Sequence[int]) -> Tensor:
+    """Training patches ``[M, prod(patch), C]`` of signals (a list, or a tensor ``[N, *grid, C]``)."""
+    return torch.cat([to_patches(s.values if isinstance(s, Signal) else s, patch) for s in signals])
+
+
+def train_base(
+    patches: Tensor,
+    kind: str,
+    patch: Sequence[int],
+    model_config: ModulatedSirenConfig,
+    meta_config: MetaConfig | None = None,
+    stats_patches: int = 4096,
+) -> CoinppBase:
+    """Meta-learn a base on training ``patches`` ``[M, prod(patch), C]`` (`patches_of`), then
+    measure the latent statistics on up to ``stats_patches`` of them (seeded choice)."""
+    meta_config = meta_config or MetaConfig()
+    patch = tuple(int(p) for p in patch)
+    if kind not in KIND_AXES or len(patch) != KIND_AXES[kind]:
+        raise ValueError(f"a {kind} base needs a {KIND_AXES.get(kind, '?')}-axis patch, got {patch}")
+    if model_config.in_features != len(patch) or model_config.out_features != patches.shape[-1]:
+        raise ValueError("model in/out features must match the patch axes and channels")
+    model = ModulatedSiren(model_config)
+    coords = grid_coordinates(patch)
+    meta_train(model, coords, patches, meta_config)
+    g = torch.Generator().manual_seed(meta_config.seed + 7)
+    idx = torch.randperm(patches.shape[0], generator=g)[:stats_patches]
+    z = encode_latents(model, patches[idx], meta_config.inner_steps, coords=coords)
+    std = z.std(dim=0).clamp_min(1e-6) if z.shape[0] > 1 else torch.ones(z.shape[1])
+    return CoinppBase(model, kind, patch, meta_config.inner_steps, z.mean(dim=0), std)
+
+
+def latents_of(signal: Signal, base: CoinppBase, refine_steps: int = 0, refine_lr: float = 1e-2) -> Tensor:
+    """Latents ``[N_patches, d]`` of ``signal``: the inner loop, then optional Adam refinement."""
+    if signal.kind != base.kind or signal.channels != base.channels:
+        raise ValueError(
+            f"this base codes {base.kind} signals with {base.channels} channel(s), "
+            f"not {signal.kind} with {signal.channels}"
+        )
+    coords = grid_coordinates(base.patch)
+    y = to_patches(signal.values, base.patch)
+    z = encode_latents(base.model, y, base.inner_steps, coords=coords)
+    if refine_steps > 0:
+        z = z.clone().requires_grad_()
+        opt = torch.optim.Adam([z], lr=refine_lr)
+        for p in base.model.parameters():
+            p.requires_grad_(False)
+        try:
+            for _ in range(refine_steps):
+                loss = (base.model(z, coords) - y).square().mean(dim=(1, 2)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        finally:
+            for p in base.model.parameters():
+                p.requires_grad_(True)
+        z = z.detach()
+    return z
+
+
+def _clip(step: float) -> int:
+    return min(math.ceil(CLIP_STDS / step), 1 << 15)
+
+
+def _entropy_model(step: float, count: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    import constriction
+
+    r = _clip(step)
+    model = constriction.stream.model.QuantizedGaussian(-r, r)
+    return model, np.zeros(count), np.full(count, max(1.0 / step, 0.05))
+
+
+def quantize_latents(z: Tensor, base: CoinppBase, step: float) -> np.ndarray:
+    u = (z - base.latent_mean) / base.latent_std
+    r = _clip(step)
+    return torch.round(u / step).clamp(-r, r).to(torch.int32).numpy().reshape(-1)
+
+
+def dequantize_latents(k: np.ndarray, base: CoinppBase, step: float) -> Tensor:
+    u = torch.from_numpy(k.astype(np.float32)).reshape(-1, base.model.latent_dim) * step
+    return u * base.latent_std + base.latent_mean
+
+
+def _render(base: CoinppBase, z: Tensor, grid: tuple[int, ...]) -> Tensor:
+    patches = reconstruct(base.model, z, grid_coordinates(base.patch))
+    return from_patches(patches, grid, base.patch)
+
+
+def encode_latents_to_file(
+    signal: Signal, base: CoinppBase, z: Tensor, step: float
+) -> tuple[dict[str, Any], bytes, Tensor]:
+    """``(header, payload, decoded values)`` for latents ``z`` already fitted to ``signal``."""
+    import constriction
+
+    if not MIN_STEP <= step <= MAX_STEP:
+        raise ValueError(f"step must lie in [{MIN_STEP}, {MAX_STEP}], got {step}")
+    k = quantize_latents(z, base, step)
+    model, mu, sd = _entropy_model(step, k.size)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(k, model, mu, sd)
+    payload = coder.get_compressed().astype("<u4").tobytes()
+    header = {**signal.header(), "base": base.id, "step": float(step)}
+    return header, payload, _render(base, dequantize_latents(k, base, step), signal.grid)
+
+
+def decode(header: dict[str, Any], payload: bytes, base: CoinppBase | None) -> Signal:
+    """The signal of a COIN++ file's header and payload, with the base it names."""
+    import constriction
+
+    kind, shape, meta = check_layout(header.get("kind"), header.get("shape"), header.get("meta"))
+    base_id, step = header.get("base"), header.get("step")
+    if not isinstance(base_id, str) or len(base_id) != 16:
+        raise CodecError(f"COIN++ header: base must be a 16-hex-digit id, got {base_id!r}")
+    if base is None:
+        raise CodecError(f"this COIN++ file needs its base network (id {base_id}); pass --base")
+    if base.id != base_id:
+        raise CodecError(f"this COIN++ file was made with base {base_id}, not with the given base {base.id}")
+    if kind != base.kind or shape[-1] != base.channels:
+        raise CodecError(f"COIN++ header: a {kind} with {shape[-1]} channels does not fit the base")
+    if not isinstance(step, (int, float)) or isinstance(step, bool) or not MIN_STEP <= step <= MAX_STEP:
+        raise CodecError(f"COIN++ header: step must be a number in [{MIN_STEP}, {MAX_STEP}], got {step!r}")
+    n = math.prod(patch_grid(shape[:-1], base.patch)) * base.model.latent_dim
+    if n > MAX_SYMBOLS:
+        raise CodecError(f"COIN++ header: {n} latent entries exceed the bound {MAX_SYMBOLS}")
+    if len(payload) % 4 or not payload:
+        raise CodecError("COIN++ payload must be a non-empty sequence of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    model, mu, sd = _entropy_model(float(step), n)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        k = coder.decode(model, mu, sd)
+        if not coder.is_empty():
+            raise CodecError("COIN++ payload holds more data than its latents")
+    except (ValueError, RuntimeError, AssertionError) as e:
+        if isinstance(e, CodecError):
+            raise
+        raise CodecError(f"COIN++ payload is not a valid entropy-coded stream ({e})") from None
+    values = _render(base, dequantize_latents(np.asarray(k), base, float(step)), tuple(shape[:-1]))
+    return Signal(values.contiguous(), kind, meta)
+
+
+__all__ = [
+    "CLIP_STDS",
+    "CoinppBase",
+    "decode",
+    "dequantize_latents",
+    "encode_latents_to_file",
+    "latents_of",
+    "patches_of",
+    "quantize_latents",
+    "train_base",
+]
