@@ -352,6 +352,8 @@ def nern_reconstruct(
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.functa_app, name="functa")
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.hyperinr_app, name="hyperinr")
 
+app.add_typer(__import__("weightspace.cli_compress").cli_compress.app)  # compress, decompress, compress-base
+
 
 if __name__ == "__main__":
     app()
