@@ -44,3 +44,20 @@ def test_edit_and_mixup_commands(tmp_path):
     assert r.exit_code == 2 and "equivariant" in r.output
     r = runner.invoke(app, ["train", str(out), "--model", "mlp", "--epochs", "1", "--mixup", "0.2", "--no-progress"])
     assert r.exit_code == 0, r.output
+
+
+def test_train_classifiers_and_predict(tmp_path):
+    out = tmp_path / "cnns"
+    r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(out), "--dataset", "digits", "--recipe", "mlp", "--runs", "20",
+                            "--epochs", "2", "--n-train", "60", "--n-test", "40", "--runs-per-shard", "8"])
+    assert r.exit_code == 0, r.output
+    zoo = Zoo.open(out)
+    assert len(zoo) == 20 * 3 and sorted(zoo.table["epoch"].unique()) == [0, 1, 2]
+    r = runner.invoke(app, ["predict", str(out), "--model", "statnn", "--model", "mlp", "--epochs", "2",
+                            "--out", str(tmp_path / "fig"), "--device", "cpu", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "kendall_tau" in r.output and (tmp_path / "fig" / "test_accuracy_statnn.png").exists()
+    r = runner.invoke(app, ["predict", str(out), "--target", "nope"])
+    assert r.exit_code == 2 and "no column 'nope'" in " ".join(r.output.split())
+    r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(tmp_path / "x"), "--recipe", "resnet"])
+    assert r.exit_code == 2 and "unknown zoo recipe 'resnet'" in " ".join(r.output.split())

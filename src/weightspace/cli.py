@@ -349,6 +349,9 @@ def nern_reconstruct(
     console.print(f"wrote {out}: {nern.cnn.architecture}, test accuracy {100 * acc:.2f}%"
                   + (f" (original {100 * original:.2f}%)" if isinstance(original, float) else ""))
 
+
+__import__("weightspace.cli_classifiers").cli_classifiers.register(app, zoo_app)  # zoo train-classifiers, predict
+
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.functa_app, name="functa")
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.hyperinr_app, name="hyperinr")
 

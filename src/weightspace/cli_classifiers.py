@@ -1,0 +1,93 @@
+"""CLI for zoos of trained classifiers and property prediction:
+
+``weightspace zoo train-classifiers`` builds a zoo; ``weightspace predict`` trains registry
+models to predict a column (test accuracy, epoch, gap, a hyperparameter) from weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def train_classifiers(
+    out: Path = typer.Option(..., "--out", "-o", help="zoo directory to write (resumed if it exists)"),
+    dataset: str = typer.Option("mnist-subset", help="digits | mnist-subset | an MNIST-layout IDX folder (MNIST, "
+                                "Fashion-MNIST) | a CIFAR binary folder | a <class>/<images> folder (e.g. SVHN)"),
+    recipe: str = typer.Option("small-cnn", help="small-cnn (Unterthiner et al.) | mlp"),
+    runs: int = typer.Option(200, help="training runs (each stores every checkpoint)"),
+    epochs: int | None = typer.Option(None, help="override the recipe's epochs"),
+    checkpoints: str | None = typer.Option(None, help="comma-separated epochs to store, e.g. 0,1,2,4,8"),
+    n_train: int | None = typer.Option(None, help="training images (a seeded subset of the train split)"),
+    n_test: int | None = typer.Option(None, help="test images for the test metrics"),
+    batch_size: int | None = typer.Option(None),
+    runs_per_shard: int = typer.Option(64, help="runs per shard (the unit of work, resume and Ray tasks)"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    backend: str = typer.Option("local", help="local | ray (shards as Ray tasks)"),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)"),
+) -> None:
+    """Train a population of classifiers (vectorised) into a zoo: one row per checkpoint."""
+    from weightspace.zoo.search_space import get_zoo_recipe
+    from weightspace.zoo.store import ZooError
+    from weightspace.zoo.train_zoo import build_classifier_zoo
+
+    try:
+        cps = tuple(int(c) for c in checkpoints.split(",")) if checkpoints else None
+        if cps is None and epochs is not None:  # keep the recipe's checkpoints that fit, end at the last epoch
+            cps = tuple(sorted({c for c in get_zoo_recipe(recipe).checkpoints if c <= epochs} | {epochs}))
+        rec = get_zoo_recipe(recipe, epochs=epochs, checkpoints=cps, batch_size=batch_size)
+        zoo = build_classifier_zoo(dataset, out, rec, num_runs=runs, seed=seed, n_train=n_train, n_test=n_test,
+                                   runs_per_shard=runs_per_shard, device=device, backend=backend,
+                                   ray_address=ray_address)
+    except (ValueError, FileNotFoundError, ZooError, ImportError) as e:
+        _fail(str(e))
+    last = zoo.table[zoo.table["epoch"] == zoo.table["epoch"].max()]
+    console.print(f"{len(zoo)} checkpoints of {runs} runs ({zoo.spec.describe()}) in {out}; "
+                  f"final test accuracy median {last['test_accuracy'].median():.3f}, "
+                  f"diverged {int(last['diverged'].sum())}")
+
+
+def predict(
+    zoo_path: Path = typer.Argument(..., help="zoo of trained classifiers"),
+    target: str = typer.Option("test_accuracy", help="a numeric column (regression: test_accuracy, epoch, gap, ...) "
+                               "or a categorical one (classification: optimizer, activation, init)"),
+    model: list[str] = typer.Option(["statnn"], "--model", "-m", help="registry model(s); repeat the option"),
+    epochs: int = typer.Option(30),
+    batch_size: int = typer.Option(128),
+    lr: float = typer.Option(1e-3),
+    seed: int = typer.Option(0),
+    out: Path | None = typer.Option(None, help="folder for the predicted-vs-true figure (per model)"),
+    device: str = typer.Option("auto", help="auto | cpu | gpu"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Predict a zoo column from the weights; Kendall tau and R^2 (or accuracy) on the test runs."""
+    from weightspace.tasks.predict import plot_predictions, predict_property
+    from weightspace.train import TrainConfig
+    from weightspace.zoo.store import Zoo, ZooError
+
+    try:
+        zoo = Zoo.open(zoo_path)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, accelerator=device, progress=progress)
+        results = [predict_property(zoo, m, target, config=config) for m in model]
+    except (ValueError, KeyError, ZooError) as e:
+        _fail(str(e))
+    console.print(f"predicting {target} on the test runs of {zoo_path}:")
+    for r in results:
+        console.print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.row().items()))
+        if out is not None and r.kind == "regression":
+            console.print(f"  figure: {plot_predictions(r, Path(out) / f'{target}_{r.model_name}.png')}")
+
+
+def register(app: typer.Typer, zoo_app: typer.Typer) -> None:
+    """Add ``zoo train-classifiers`` and ``predict`` to the main CLI."""
+    zoo_app.command("train-classifiers")(train_classifiers)
+    app.command("predict")(predict)
