@@ -10,9 +10,11 @@ from weightspace.core import (
     assert_equivariant,
     assert_invariant,
     assert_not_invariant,
+    detokenize,
     forward,
     permute,
     sample_group_element,
+    tokenize,
     uncoupled_permutation,
 )
 from weightspace.inr.hyper import HyperINR, HyperINRConfig
@@ -50,6 +52,7 @@ __all__ = [
     "assert_not_invariant",
     "build_classifier_zoo",
     "create_model",
+    "detokenize",
     "forward",
     "get_zoo_recipe",
     "list_models",
@@ -58,6 +61,7 @@ __all__ = [
     "read_vectors",
     "sample_group_element",
     "spec_for_row",
+    "tokenize",
     "uncoupled_permutation",
     "vector_spec",
     "write_vector_zoo",

@@ -79,7 +79,7 @@ def fit(
     recon = reconstruction_error(result.model, test)
     gap = invariance_gap(result.model, test)
     save_hyperrep(out, result.model, {"zoo": str(zoo_path), "epochs": epochs, "seed": seed, "test_reconstruction": recon})
-    console.print(f"wrote {out}: embedding of {mc.embedding_dim} values, best val loss {result.best_val_loss:.4f}, "
+    console.print(f"wrote {out}: embedding of {result.model.embedding_dim} values, best val loss {result.best_val_loss:.4f}, "
                   f"test reconstruction error {recon:.4f} (per-layer normalised MSE), "
                   f"invariance gap {gap['relative']:.2g}, {result.seconds:.0f} s")
 
@@ -126,28 +126,23 @@ def sample(
     model_path: Annotated[Path, typer.Argument(help="model file (from `hyperrep fit`)")],
     n: Annotated[int, typer.Option("--num", "-n", help="networks to sample")] = 64,
     top: Annotated[float, typer.Option(help="fit the density to this top fraction of the train split by accuracy")] = 0.3,
-    dataset: Annotated[str | None, typer.Option(help="images to evaluate on [default: the zoo's provenance dataset]")] = None,
-    test_images: Annotated[int, typer.Option(help="test images to evaluate on (a seeded subset)")] = 1000,
+    dataset: Annotated[str | None, typer.Option(help="images to evaluate on [default: those the zoo records]")] = None,
+    test_images: Annotated[int, typer.Option(help="test images (a seeded subset) when not a classifier zoo")] = 1000,
     finetune_steps: Annotated[int, typer.Option(help="also fine-tune samples and random inits for this many steps")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the sampled networks as a zoo here")] = None,
     figure: Annotated[Path | None, typer.Option(help="accuracy histogram of sampled vs zoo models (PNG)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Sample networks from a KDE over the embeddings of good models; report their accuracy."""
-    from weightspace.signals.images import load_images
-    from weightspace.tasks.hyperrep_sample import image_tensors, sample_from_zoo
+    from weightspace.tasks.hyperrep_sample import sample_from_zoo, zoo_images
 
     zoo = _open(zoo_path)
     model, _ = _load(model_path)
-    source = dataset or zoo.provenance.get("dataset")
-    if not source:
-        _fail("the zoo does not record its dataset; pass --dataset")
     try:
-        data = load_images(source, seed=int(zoo.provenance.get("seed", 0)))  # the zoo's own image split
+        train, test = zoo_images(zoo, dataset, test_limit=test_images, seed=seed)
         weights, table = zoo.load("train")
-        report = sample_from_zoo(model, weights, table, image_tensors(data, "test", test_images, seed=seed), n=n,
-                                 top_fraction=top, finetune_steps=finetune_steps,
-                                 train=image_tensors(data, "train") if finetune_steps else None, seed=seed)
+        report = sample_from_zoo(model, weights, table, test, n=n, top_fraction=top, finetune_steps=finetune_steps,
+                                 train=train, seed=seed)
     except (KeyError, ValueError, FileNotFoundError) as e:
         _fail(str(e).strip('"'))
     s = report.summary()

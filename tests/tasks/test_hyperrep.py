@@ -25,9 +25,9 @@ from weightspace.tasks.hyperrep_sample import (
     random_networks,
     sample_embeddings,
     select_good,
-    with_activation,
 )
 from weightspace.train import TrainConfig
+from weightspace.zoo.search_space import spec_with_activation
 
 SMALL = HyperRepConfig(d_model=32, num_heads=2, encoder_layers=1, decoder_layers=1, latent_tokens=2, latent_dim=8)
 # specs with a hidden layer whose rows can be permuted (uncoupled) and a first layer of >1 neuron
@@ -50,6 +50,21 @@ def test_canonical_encoder_is_permutation_invariant(name, gen):
         assert_invariant(model.encode, w, generator=gen)
         # ... but not constant: rewiring one layer's rows (not a symmetry) moves the embedding
         assert_not_invariant(model.encode, w, generator=gen)
+
+
+def test_per_neuron_latents_keep_invariance_and_decode(gen):
+    spec = SPECS["cnn"]
+    torch.manual_seed(0)
+    model = HyperRepresentation(spec, HyperRepConfig(**{**SMALL.__dict__, "latent_tokens": None})).eval()
+    w = random_weights(spec, 4, generator=gen)
+    model.fit_normalisation(w)
+    with torch.no_grad():
+        z = model.encode(w)
+        assert z.shape == (4, model.layout.num_tokens * SMALL.latent_dim) == (4, model.embedding_dim)
+        assert_invariant(model.encode, w, generator=gen)
+        assert_not_invariant(model.encode, w, generator=gen)
+        out = forward(model.decode(z), example_input(spec, 3, generator=gen))
+    assert out.shape == (4, 3, spec.out_features) and torch.isfinite(out).all()
 
 
 def test_encoder_without_canonical_order_is_not_invariant(gen):
@@ -111,8 +126,8 @@ def test_training_lowers_the_loss(trained):
 def test_decoding_a_sampled_embedding_gives_a_network_that_runs(zoo, trained, gen):
     weights, _ = zoo.load("train")
     z = sample_embeddings(embed(trained.model, weights), 5, seed=0)
-    assert z.shape == (5, SMALL.embedding_dim)
-    nets = decode_samples(trained.model, z, with_activation(SPEC, "tanh"))
+    assert z.shape == (5, SMALL.latent_tokens * SMALL.latent_dim) and trained.model.embedding_dim == z.shape[1]
+    nets = decode_samples(trained.model, z, spec_with_activation(SPEC, "tanh"))
     assert nets.spec.layers[0].activation == "tanh" and nets.spec.layers[-1].activation == "identity"
     out = forward(nets, example_input(SPEC, 7, generator=gen))
     assert out.shape == (5, 7, 10) and torch.isfinite(out).all()
@@ -141,7 +156,7 @@ def test_model_refuses_weights_of_another_architecture(gen):
     with pytest.raises(ValueError, match="given to a model of"):
         model.encode(random_weights(SPECS["mlp_relu"], 2, generator=gen))
     # another activation only: accepted (zoos vary the activation per run)
-    model.encode(random_weights(with_activation(SPECS["cnn"], "tanh"), 2, generator=gen))
+    model.encode(random_weights(spec_with_activation(SPECS["cnn"], "tanh"), 2, generator=gen))
 
 
 def test_probes_find_a_linear_property_and_not_noise():

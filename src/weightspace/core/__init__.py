@@ -16,6 +16,7 @@ from weightspace.core.symmetry import (
     sample_uncoupled,
     uncoupled_permutation,
 )
+from weightspace.core.tokens import TokenLayout, detokenize, token_width, tokenize
 from weightspace.core.weights import Weights
 
 __all__ = [
@@ -25,15 +26,19 @@ __all__ = [
     "NetworkSpec",
     "PermutationGroup",
     "Sine",
+    "TokenLayout",
     "Weights",
     "act",
     "assert_equivariant",
     "assert_invariant",
     "assert_not_invariant",
+    "detokenize",
     "forward",
     "function_preserving_kinds",
     "permute",
     "sample_group_element",
     "sample_uncoupled",
+    "token_width",
+    "tokenize",
     "uncoupled_permutation",
 ]

@@ -43,7 +43,7 @@ class HyperRepConfig:
     num_heads: int = 4
     encoder_layers: int = 2
     decoder_layers: int = 2
-    latent_tokens: int = 4  # K: the embedding is K * latent_dim values
+    latent_tokens: int | None = 4  # K pooled latent vectors; None: one latent per neuron token (SANE)
     latent_dim: int = 16
     projection_dim: int = 32  # contrastive head
     dropout: float = 0.0
@@ -52,9 +52,9 @@ class HyperRepConfig:
     max_layers: int | None = None  # layer-embedding table size; None: the spec's depth
     max_neurons: int | None = None  # neuron-index table size; None: the spec's widest layer
 
-    @property
-    def embedding_dim(self) -> int:
-        return self.latent_tokens * self.latent_dim
+    def embedding_dim(self, num_tokens: int) -> int:
+        """Values per embedding for a spec of ``num_tokens`` neuron tokens."""
+        return (self.latent_tokens or num_tokens) * self.latent_dim
 
 
 def _shape_key(spec: NetworkSpec) -> tuple:
@@ -95,15 +95,21 @@ class HyperRepresentation(nn.Module):
         self.layer_emb = nn.Embedding(max_layers, d)
         self.neuron_emb = nn.Embedding(max_neurons, d)
         self.encoder = nn.TransformerEncoder(_block(d, c.num_heads, c.dropout, False), c.encoder_layers, enable_nested_tensor=False)
-        self.queries = nn.Parameter(torch.randn(c.latent_tokens, d) * 0.02)
-        self.pool = nn.MultiheadAttention(d, c.num_heads, batch_first=True)
-        self.pool_norm = nn.LayerNorm(d)
+        self.latents = c.latent_tokens or self.layout.num_tokens
+        self.embedding_dim = c.embedding_dim(self.layout.num_tokens)
+        if c.latent_tokens:  # K learned queries pool the tokens; decoder queries attend to the K latents
+            self.queries = nn.Parameter(torch.randn(c.latent_tokens, d) * 0.02)
+            self.pool = nn.MultiheadAttention(d, c.num_heads, batch_first=True)
+            self.pool_norm = nn.LayerNorm(d)
+            self.latent_pos = nn.Parameter(torch.randn(c.latent_tokens, d) * 0.02)
+            self.decoder = nn.TransformerDecoder(_block(d, c.num_heads, c.dropout, True), c.decoder_layers)
+        else:  # one latent per token: the decoder is a transformer over the latent tokens
+            self.decoder = nn.TransformerEncoder(_block(d, c.num_heads, c.dropout, False), c.decoder_layers, enable_nested_tensor=False)
         self.to_latent = nn.Linear(d, c.latent_dim)
         self.from_latent = nn.Linear(c.latent_dim, d)
-        self.latent_pos = nn.Parameter(torch.randn(c.latent_tokens, d) * 0.02)
-        self.decoder = nn.TransformerDecoder(_block(d, c.num_heads, c.dropout, True), c.decoder_layers)
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, self.width))
-        self.project = nn.Sequential(nn.Linear(c.embedding_dim, c.embedding_dim), nn.ReLU(), nn.Linear(c.embedding_dim, c.projection_dim))
+        e = self.embedding_dim
+        self.project = nn.Sequential(nn.Linear(e, min(e, 256)), nn.ReLU(), nn.Linear(min(e, 256), c.projection_dim))
 
     # ------------------------------------------------------------------ normalisation
     def fit_normalisation(self, weights: Weights) -> None:
@@ -139,18 +145,21 @@ class HyperRepresentation(nn.Module):
         return self.layer_emb(self.layer_ids) + self.neuron_emb(self.neuron_ids)  # [T, d]
 
     def encode_tokens(self, tokens: Tensor) -> Tensor:
-        """Tokens ``[B, T, width]`` -> embedding ``[B, K * latent_dim]``."""
+        """Tokens ``[B, T, width]`` -> embedding ``[B, E]`` (E = K or T latents x latent_dim)."""
         h = self.encoder(self.embed(tokens) + self._positions())
-        q = self.queries.unsqueeze(0).expand(len(h), -1, -1)
-        pooled, _ = self.pool(q, h, h, need_weights=False)
-        return self.to_latent(self.pool_norm(pooled + q)).flatten(1)
+        if self.config.latent_tokens:
+            q = self.queries.unsqueeze(0).expand(len(h), -1, -1)
+            pooled, _ = self.pool(q, h, h, need_weights=False)
+            h = self.pool_norm(pooled + q)
+        return self.to_latent(h).flatten(1)
 
     def decode_tokens(self, z: Tensor) -> Tensor:
         """Embedding ``[B, E]`` -> tokens ``[B, T, width]`` (standardised, canonical order)."""
-        c = self.config
-        memory = self.from_latent(z.view(len(z), c.latent_tokens, c.latent_dim)) + self.latent_pos
-        queries = self._positions().unsqueeze(0).expand(len(z), -1, -1)
-        return self.out(self.decoder(queries, memory))
+        latents = self.from_latent(z.view(len(z), self.latents, self.config.latent_dim))
+        positions = self._positions().unsqueeze(0).expand(len(z), -1, -1)
+        if self.config.latent_tokens:
+            return self.out(self.decoder(positions, latents + self.latent_pos))
+        return self.out(self.decoder(latents + positions))
 
     def encode(self, weights: Weights) -> Tensor:
         """Raw weights -> embedding ``[B, E]``."""

@@ -87,10 +87,10 @@ def run_probes(
             for kind in probes:
                 if categorical:
                     head = (LogisticRegression(max_iter=2000) if kind == "linear"
-                            else MLPClassifier((64,), max_iter=500, early_stopping=True, random_state=seed))
+                            else MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, early_stopping=True, random_state=seed))
                 else:
                     head = (RidgeCV(alphas=np.logspace(-3, 3, 13)) if kind == "linear"
-                            else MLPRegressor((64,), max_iter=500, early_stopping=True, random_state=seed))
+                            else MLPRegressor(hidden_layer_sizes=(64,), max_iter=500, early_stopping=True, random_state=seed))
                 model = make_pipeline(StandardScaler(), head).fit(feats["train"], y_tr)
                 pred = model.predict(feats["test"])
                 if categorical:

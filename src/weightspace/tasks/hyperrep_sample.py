@@ -8,7 +8,7 @@ functional forward (`weightspace.core.functional.forward`), all of a batch at on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,17 +20,9 @@ from weightspace.core.functional import forward
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.models.hyperrep import HyperRepresentation
-from weightspace.signals.images import ImageDataset
-
-
-def with_activation(spec: NetworkSpec, activation: str) -> NetworkSpec:
-    """``spec`` with ``activation`` after every layer but the last (zoos whose runs vary
-    the activation store one spec; a network runs with its own run's activation)."""
-    last = spec.num_layers - 1
-    return NetworkSpec(
-        tuple(layer if i == last else replace(layer, activation=activation) for i, layer in enumerate(spec.layers)),
-        pool=spec.pool,
-    )
+from weightspace.signals.images import ImageDataset, load_images
+from weightspace.zoo.search_space import spec_with_activation
+from weightspace.zoo.store import Zoo
 
 
 def select_good(table: pd.DataFrame, *, top_fraction: float = 0.3, column: str = "test_accuracy") -> np.ndarray:
@@ -43,14 +35,49 @@ def select_good(table: pd.DataFrame, *, top_fraction: float = 0.3, column: str =
     return np.flatnonzero(values >= np.quantile(values, 1 - top_fraction))
 
 
-def sample_embeddings(embeddings: Tensor, n: int, *, bandwidth: float | str = "scott", seed: int = 0) -> Tensor:
-    """``n`` draws ``[n, E]`` from a Gaussian KDE of ``embeddings`` ``[M, E]`` (scikit-learn)."""
-    from sklearn.neighbors import KernelDensity
+@dataclass(frozen=True)
+class EmbeddingDensity:
+    """A Gaussian KDE over per-dimension standardised embeddings (scikit-learn).
 
-    if len(embeddings) < 2:
-        raise ValueError(f"a density needs at least 2 embeddings, got {len(embeddings)}")
-    kde = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(embeddings.double().numpy())
-    return torch.as_tensor(kde.sample(n, random_state=seed), dtype=embeddings.dtype)
+    Standardising first makes one bandwidth fit every dimension; ``bandwidth`` is in units
+    of each dimension's standard deviation.
+    """
+
+    kde: object  # sklearn.neighbors.KernelDensity
+    mean: np.ndarray
+    std: np.ndarray
+    bandwidth: float
+
+    @classmethod
+    def fit(cls, embeddings: Tensor, bandwidth: float | str = "cv", *, seed: int = 0) -> EmbeddingDensity:
+        """``bandwidth``: a number, ``"scott"`` / ``"silverman"``, or ``"cv"`` (the one of a
+        log grid with the best 5-fold held-out likelihood)."""
+        from sklearn.model_selection import GridSearchCV, KFold
+        from sklearn.neighbors import KernelDensity
+
+        if len(embeddings) < 5 and bandwidth == "cv":
+            bandwidth = "scott"
+        if len(embeddings) < 2:
+            raise ValueError(f"a density needs at least 2 embeddings, got {len(embeddings)}")
+        x = embeddings.double().cpu().numpy()
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-12
+        u = (x - mean) / std
+        if bandwidth == "cv":
+            grid = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": np.logspace(-1.5, 0.5, 13)},
+                                cv=KFold(5, shuffle=True, random_state=seed))
+            kde = grid.fit(u).best_estimator_
+        else:
+            kde = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(u)
+        return cls(kde, mean, std, float(kde.bandwidth_))
+
+    def sample(self, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``n`` draws ``[n, E]`` in the original embedding units."""
+        return torch.as_tensor(self.kde.sample(n, random_state=seed) * self.std + self.mean, dtype=dtype)
+
+
+def sample_embeddings(embeddings: Tensor, n: int, *, bandwidth: float | str = "cv", seed: int = 0) -> Tensor:
+    """``n`` draws ``[n, E]`` from a KDE of ``embeddings`` ``[M, E]`` (see `EmbeddingDensity`)."""
+    return EmbeddingDensity.fit(embeddings, bandwidth, seed=seed).sample(n, seed=seed, dtype=embeddings.dtype)
 
 
 @torch.no_grad()
@@ -60,6 +87,29 @@ def decode_samples(model: HyperRepresentation, z: Tensor, spec: NetworkSpec | No
     model.eval()
     w = model.decode(z)
     return w if spec is None else Weights(spec, w.weights, w.biases)
+
+
+def zoo_images(zoo: Zoo, dataset: str | None = None, *, test_limit: int | None = None, seed: int = 0
+               ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """((train images, labels), (test images, labels)) to evaluate and fine-tune the zoo's networks.
+
+    A classifier zoo (`weightspace.zoo.train_zoo`) gets exactly the images it was trained and
+    measured on (its provenance names them); otherwise ``dataset`` (default: the zoo's
+    provenance ``dataset``) is loaded and its train / test splits used, with ``test_limit``
+    test images (a seeded subset).
+    """
+    prov = zoo.provenance
+    source = dataset or prov.get("dataset")
+    if not source:
+        raise ValueError(f"{zoo.path}: the zoo does not record its dataset; name one")
+    data = load_images(source, seed=int(prov.get("seed", 0)))  # the zoo's own image split
+    if dataset is None and prov.get("kind") == "classifiers":
+        from weightspace.zoo.train_zoo import classifier_data
+
+        d = classifier_data(data, prov["recipe"]["arch"], n_train=prov.get("n_train"), n_test=prov.get("n_test"),
+                            seed=int(prov.get("seed", 0)))
+        return (d.train_x, d.train_y), (d.test_x, d.test_y)
+    return image_tensors(data, "train"), image_tensors(data, "test", test_limit, seed=seed)
 
 
 def image_tensors(data: ImageDataset, split: str, limit: int | None = None, *, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -135,6 +185,7 @@ class SampleReport:
 
     activation: str | None  # the hidden activation the sampled networks run with
     num_good: int  # zoo models the density was fitted to
+    bandwidth: float  # of the KDE, in standard deviations of each embedding dimension
     zoo: Tensor  # table accuracies of every zoo model of the split
     good: Tensor  # table accuracies of the good models
     reconstructed: Tensor  # measured: good models encoded and decoded
@@ -149,6 +200,7 @@ class SampleReport:
         out = {
             "activation": self.activation,
             "num_good": self.num_good,
+            "bandwidth": self.bandwidth,
             "zoo_mean": mean(self.zoo),
             "good_mean": mean(self.good),
             "reconstructed_mean": mean(self.reconstructed),
@@ -170,7 +222,7 @@ def sample_from_zoo(
     *,
     n: int = 64,
     top_fraction: float = 0.3,
-    bandwidth: float | str = "scott",
+    bandwidth: float | str = "cv",
     finetune_steps: int = 0,
     finetune_networks: int = 32,
     train: tuple[Tensor, Tensor] | None = None,
@@ -191,14 +243,15 @@ def sample_from_zoo(
     if "activation" in table.columns:
         activation = str(table["activation"].iloc[good].mode().iloc[0])
         good = good[table["activation"].iloc[good].to_numpy() == activation]
-        spec = with_activation(spec, activation)
+        spec = spec_with_activation(spec, activation)
         zoo_rows = np.flatnonzero(table["activation"].to_numpy() == activation)
     else:
         zoo_rows = np.arange(len(table))
     good_w = _relabel(weights[torch.as_tensor(good)], spec)
     from weightspace.tasks.hyperrep import embed, reconstruct
 
-    z = sample_embeddings(embed(model, good_w), n, bandwidth=bandwidth, seed=seed)
+    density = EmbeddingDensity.fit(embed(model, good_w), bandwidth, seed=seed)
+    z = density.sample(n, seed=seed)
     samples = decode_samples(model, z, spec)
     rng = np.random.default_rng(seed)
     checked = rng.choice(zoo_rows, size=min(check, len(zoo_rows)), replace=False)
@@ -206,6 +259,7 @@ def sample_from_zoo(
     report = SampleReport(
         activation=activation,
         num_good=len(good),
+        bandwidth=density.bandwidth,
         zoo=torch.as_tensor(acc),
         good=torch.as_tensor(acc[good]),
         reconstructed=accuracy(_relabel(reconstruct(model, good_w), spec), *test),
