@@ -1,6 +1,7 @@
 """CLI for zoos of trained classifiers and property prediction:
 
-``weightspace zoo train-classifiers`` builds a zoo; ``weightspace predict`` trains registry
+``weightspace zoo train-classifiers`` builds a zoo, ``weightspace zoo import-classifiers``
+converts a published one (Small CNN Zoo, Model Zoos); ``weightspace predict`` trains registry
 models to predict a column (test accuracy, epoch, gap, a hyperparameter) from weights."""
 
 from __future__ import annotations
@@ -87,7 +88,29 @@ def predict(
             console.print(f"  figure: {plot_predictions(r, Path(out) / f'{target}_{r.model_name}.png')}")
 
 
+def import_classifiers(
+    root: Path = typer.Argument(..., help="folder in a published layout"),
+    out: Path = typer.Option(..., "--out", "-o", help="zoo directory to write (resumed if it exists)"),
+    layout: str = typer.Option(..., help="small-cnn-zoo (Unterthiner et al.) | model-zoos (Schuerholt et al.)"),
+    seed: int = typer.Option(0, help="seed of the split by run"),
+    shard_size: int = typer.Option(1024),
+) -> None:
+    """Convert a published zoo of trained classifiers into a zoo."""
+    from weightspace.zoo.import_classifier_zoos import import_model_zoo, import_small_cnn_zoo
+    from weightspace.zoo.store import ZooError
+
+    importers = {"small-cnn-zoo": import_small_cnn_zoo, "model-zoos": import_model_zoo}
+    try:
+        if layout not in importers:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(importers)}")
+        zoo = importers[layout](root, out, seed=seed, shard_size=shard_size, progress=True)
+    except (ValueError, FileNotFoundError, ZooError) as e:
+        _fail(str(e))
+    console.print(f"imported {len(zoo)} checkpoints of {zoo.table['run'].nunique()} runs ({zoo.spec.describe()}) into {out}")
+
+
 def register(app: typer.Typer, zoo_app: typer.Typer) -> None:
-    """Add ``zoo train-classifiers`` and ``predict`` to the main CLI."""
+    """Add ``zoo train-classifiers``, ``zoo import-classifiers`` and ``predict`` to the main CLI."""
     zoo_app.command("train-classifiers")(train_classifiers)
+    zoo_app.command("import-classifiers")(import_classifiers)
     app.command("predict")(predict)

@@ -156,3 +156,16 @@ def test_model_zoo_epoch_filter_and_errors(tmp_path) -> None:
     (tmp_path / "src" / "NN_tune_trainable_00000_seed=0" / "params.json").write_text('{"model::nlin": "swish"}')
     with pytest.raises(ValueError, match="activation 'swish' is not supported"):
         import_model_zoo(tmp_path / "src", tmp_path / "z3")
+
+
+def test_cli_import(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from weightspace.cli import app
+
+    _write_model_zoo(tmp_path / "src", runs=2, epochs=(1,))
+    r = CliRunner().invoke(app, ["zoo", "import-classifiers", str(tmp_path / "src"), "-o", str(tmp_path / "z"), "--layout", "model-zoos"])
+    assert r.exit_code == 0, r.output
+    assert "imported 2 checkpoints of 2 runs" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["zoo", "import-classifiers", str(tmp_path / "src"), "-o", str(tmp_path / "y"), "--layout", "keras"])
+    assert r.exit_code == 2 and "unknown layout 'keras'" in " ".join(r.output.split())
