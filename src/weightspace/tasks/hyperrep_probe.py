@@ -69,6 +69,7 @@ def run_probes(
     features: ``{feature set: {"train": [N_tr, D], "test": [N_te, D]}}``;
     tables: ``{"train": DataFrame, "test": DataFrame}`` with the target columns.
     """
+    from sklearn.compose import TransformedTargetRegressor
     from sklearn.linear_model import LogisticRegression, RidgeCV
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -87,10 +88,14 @@ def run_probes(
             for kind in probes:
                 if categorical:
                     head = (LogisticRegression(max_iter=2000) if kind == "linear"
-                            else MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, early_stopping=True, random_state=seed))
+                            else MLPClassifier(hidden_layer_sizes=(64,), alpha=1.0, max_iter=1000, early_stopping=True,
+                                               random_state=seed))
                 else:
+                    # the MLP sees a standardised target and a weight penalty: the zoos are small
                     head = (RidgeCV(alphas=np.logspace(-3, 3, 13)) if kind == "linear"
-                            else MLPRegressor(hidden_layer_sizes=(64,), max_iter=500, early_stopping=True, random_state=seed))
+                            else TransformedTargetRegressor(
+                                MLPRegressor(hidden_layer_sizes=(64,), alpha=1.0, max_iter=1000, early_stopping=True,
+                                             random_state=seed), transformer=StandardScaler()))
                 model = make_pipeline(StandardScaler(), head).fit(feats["train"], y_tr)
                 pred = model.predict(feats["test"])
                 if categorical:
