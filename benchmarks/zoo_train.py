@@ -25,8 +25,8 @@ from weightspace.zoo.search_space import get_zoo_recipe
 from weightspace.zoo.train_zoo import classifier_data, plan_runs
 
 
-def race(name: str, images, args) -> dict[str, float]:
-    recipe = get_zoo_recipe(name, epochs=args.epochs, checkpoints=(0, args.epochs))
+def race(name: str, batch_size: int, images, args) -> dict[str, float]:
+    recipe = get_zoo_recipe(name, epochs=args.epochs, checkpoints=(0, args.epochs), batch_size=batch_size)
     data = classifier_data(images, recipe.arch, n_train=args.n_train, n_test=args.n_test, seed=0)
     spec = recipe.spec(images.shape, data.num_classes)
     runs, _ = plan_runs(recipe, args.runs, seed=0)
@@ -54,17 +54,20 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--runs-per-shard", type=int, default=64)
     ap.add_argument("--dataset", default="/work/shared/data/mnist")
+    ap.add_argument("--batch-sizes", default="32,8", help="per-network batch sizes (the recipes use 32)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     env = environment()
     images = load_images(args.dataset, seed=0)
-    rows = [race(name, images, args) for name in ("small-cnn", "mlp")]
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    rows = [race(name, b, images, args) for b in batches for name in ("small-cnn", "mlp")]
     table = "\n".join(
         f"| {r['recipe']} ({r['params']} params) | {r['runs']} | {r['steps_per_run']} x {r['batch_size']} | "
         f"{r['vectorised_models_per_s']:.2f} | {r['sequential_models_per_s']:.2f} | {r['speedup']:.1f}x |"
         for r in rows
     )
-    hit = all(r["speedup"] >= 5 for r in rows)
+    main = [r for r in rows if r["batch_size"] == 32] or rows
+    hit = all(r["speedup"] >= 5 for r in main)
     md = f"""Training a population of classifiers on {args.n_train} MNIST images ({args.dataset}), {args.epochs} epochs,
 checkpoints at epoch 0 and {args.epochs} evaluated on the run's training subset and {args.n_test} test images, runs
 drawn from the default search space (all optimisers, activations, inits, dropout, train fractions). Vectorised:
@@ -75,11 +78,11 @@ drawn from the default search space (all optimisers, activations, inits, dropout
 |---|---|---|---|---|---|
 {table}
 
-Target: at least 5x. {"Met for both recipes." if hit else "Not met for every recipe: " + ", ".join(
-        f"{r['recipe']} {r['speedup']:.1f}x" for r in rows) + ". On a CPU the small CNN's one-by-one loop at batch 32 is "
+Target: at least 5x at the recipes' batch size 32. {"Met for both recipes." if hit else "Not met: " + ", ".join(
+        f"{r['recipe']} {r['speedup']:.1f}x" for r in main) + ". On a CPU the small CNN's one-by-one loop at batch 32 is "
         "already bound by convolution arithmetic (its per-step Python and optimiser overhead is small next to the "
         "grouped convolution's cost), so stacking networks removes little; the gain comes where per-step overhead "
-        "dominates (small networks, small batches) and on a GPU, which this task did not have."}
+        "dominates (small networks, small batches: the batch-8 rows) and on a GPU, which this task did not have."}
 """
     write_result("zoo_train", env, {"rows": rows, "args": vars(args)}, md)
     print(md)

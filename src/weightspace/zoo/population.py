@@ -12,8 +12,9 @@ from the group's generator. `train_sequential` trains one run the plain PyTorch 
 (``nn.Module`` + ``torch.optim``) from the same initialisation and batches: the tests
 check that both give the same weights, and the throughput benchmark races them.
 
-Divergence: a network whose loss or parameters become non-finite is frozen at its last
-finite parameters (learning rate 0 from then on) and flagged ``diverged``.
+Divergence: a network whose loss or parameters become non-finite is frozen at its
+parameters from the start of that epoch (learning rate 0 from then on) and flagged
+``diverged``.
 """
 
 from __future__ import annotations
@@ -130,13 +131,16 @@ class StackedOptimizer:
         self.t += 1
         for p, g, st in zip(params, grads, self.state):
             lr = self._per_net(self.lr * active, p)
-            g = g + self._per_net(self.wd, p) * p
+            g = torch.addcmul(g, self._per_net(self.wd, p), p)  # + L2 term, one pass
+            # in-place temporaries: on small networks these passes over the stacked
+            # parameters cost as much as the forward and backward
             if self.kind == "adam":
                 m, v = st
                 m.lerp_(g, 1 - ADAM_BETAS[0])
                 v.mul_(ADAM_BETAS[1]).addcmul_(g, g, value=1 - ADAM_BETAS[1])
                 bc1, bc2 = 1 - ADAM_BETAS[0] ** self.t, 1 - ADAM_BETAS[1] ** self.t
-                p.sub_(lr / bc1 * m / (v.sqrt() / math.sqrt(bc2) + EPS))
+                denom = v.sqrt().div_(math.sqrt(bc2)).add_(EPS)
+                p.sub_(torch.div(m, denom).mul_(lr / bc1))
             elif self.kind == "sgd":
                 (buf,) = st
                 if self.t == 1:
@@ -147,7 +151,7 @@ class StackedOptimizer:
             else:
                 (sq,) = st
                 sq.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-                p.sub_(lr * g / (sq.sqrt() + EPS))
+                p.sub_(g.div_(sq.sqrt().add_(EPS)).mul_(lr))
 
 
 def torch_optimizer(run: RunConfig, params) -> torch.optim.Optimizer:
@@ -312,19 +316,21 @@ def _train_group(spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierD
         checkpoint()
     for epoch in range(1, recipe.epochs + 1):
         order = torch.stack([epoch_batches(s, steps, recipe.batch_size, g) for s, g in zip(subsets, gens)]).to(device)
+        safe = [p.detach().clone() for p in params]  # once per epoch: a per-step copy costs as much as a step
         for s in range(steps):
             idx = order[:, s]  # [B, batch]
             logits = dropout_forward(spec, params, data.train_x[idx], rate, drop_gen)
             loss = F.cross_entropy(logits.transpose(1, 2), data.train_y[idx], reduction="none").mean(1)  # [B]
             ok = alive & torch.isfinite(loss)
             grads = torch.autograd.grad(torch.where(ok, loss, 0.0).sum(), params)
-            before = [p.detach().clone() for p in params]
-            opt.step(params, [torch.nan_to_num(g) for g in grads], ok.float())
+            if not bool(ok.all()):
+                grads = [torch.nan_to_num(g) for g in grads]
+            opt.step(params, grads, ok.float())
             finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0)
             bad = ~(ok & finite) & alive
-            if bool(bad.any()):  # freeze diverged networks at their last finite parameters
+            if bool(bad.any()):  # freeze diverged networks at their parameters from the start of this epoch
                 with torch.no_grad():
-                    for p, p0 in zip(params, before):
+                    for p, p0 in zip(params, safe):
                         p[bad] = p0[bad]
                 alive &= ~bad
                 opt.lr = opt.lr * alive

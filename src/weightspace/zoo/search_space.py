@@ -124,7 +124,7 @@ class ZooRecipe:
     epochs: int = 8
     checkpoints: tuple[int, ...] = (0, 1, 2, 4, 8)
     batch_size: int = 32
-    version: int = 1
+    version: int = 2  # 2: dropout masks from 8-bit random numbers (rates in steps of 1/256)
     search_space: SearchSpace = field(default_factory=SearchSpace)
 
     def __post_init__(self) -> None:
