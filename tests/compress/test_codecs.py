@@ -121,3 +121,23 @@ def test_coinpp_round_trip_bases_and_targets(digits_base, tmp_path) -> None:
         decompress(res.data, base=other)
     with pytest.raises(ValueError, match="codes image signals with 1"):
         compress(_blob(8, 8, 3), method="coin++", bpp=1.0, base=digits_base)
+
+
+@pytest.mark.parametrize("modality", ["audio", "shape", "grid"])
+def test_coinpp_round_trips_every_modality(modality) -> None:
+    if modality == "audio":
+        data, kind, patch, meta = load_tones(2, 200).values, "audio", (64,), {"sample_rate": 8000}
+        values = data.reshape(len(data), 200, 1)
+    elif modality == "shape":
+        ds = load_shapes(1, 10, "occupancy", classes=["sphere", "box"])
+        values, kind, patch, meta = ds.as_grid(), "shape", (4, 4, 4), {"lo": 0.0, "hi": 1.0}
+    else:
+        ds = load_spherical_harmonics(2, 8, 16, band_limits=(3,))
+        values, kind, patch, meta = ds.as_grid(), "grid", (4, 8), {"lo": -3.0, "hi": 3.0}
+    cfg = ModulatedSirenConfig(len(patch), 1, hidden=(8,), latent_dim=4)
+    base = coinpp.train_base(coinpp.patches_of(values[1:], patch), kind, patch, cfg, MetaConfig(steps=2, progress=False))
+    s = Signal(values[0].contiguous(), kind, meta)
+    res = compress(s, method="coin++", bpp=64.0, base=base)
+    back = decompress(res.data, base=base)
+    assert back.kind == kind and back.meta == s.meta and back.values.shape == s.values.shape
+    assert psnr(back.values, s.values) == pytest.approx(res.psnr, abs=1e-9)
