@@ -141,3 +141,14 @@ def test_coinpp_round_trips_every_modality(modality) -> None:
     back = decompress(res.data, base=base)
     assert back.kind == kind and back.meta == s.meta and back.values.shape == s.values.shape
     assert psnr(back.values, s.values) == pytest.approx(res.psnr, abs=1e-9)
+
+
+def test_base_files_that_are_not_bases_are_refused(digits_base, tmp_path) -> None:
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(ValueError, match="junk.safetensors"):
+        coinpp.CoinppBase.load(tmp_path / "junk.safetensors")
+    from weightspace.inr.modulated import save_modulated
+
+    save_modulated(digits_base.model, tmp_path / "model.safetensors")  # a model, not a base
+    with pytest.raises(ValueError, match="not a COIN\\+\\+ base"):
+        coinpp.CoinppBase.load(tmp_path / "model.safetensors")

@@ -101,10 +101,16 @@ class CoinppBase:
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
         except (OSError, KeyError, json.JSONDecodeError, SafetensorError) as e:
             raise ValueError(f"{path}: cannot read COIN++ base ({e})") from e
-        model = ModulatedSiren(ModulatedSirenConfig.from_dict(desc["model"]))
-        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-        return cls(model, desc["kind"], tuple(desc["patch"]), int(desc["inner_steps"]),
-                   tensors["latent_mean"], tensors["latent_std"])
+        try:
+            model = ModulatedSiren(ModulatedSirenConfig.from_dict(desc["model"]))
+            model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+            d = model.latent_dim
+            mean, std = tensors["latent_mean"], tensors["latent_std"]
+            if mean.shape != (d,) or std.shape != (d,) or not bool((std > 0).all()):
+                raise ValueError(f"latent statistics must be [{d}] with positive deviations")
+            return cls(model, desc["kind"], tuple(int(p) for p in desc["patch"]), int(desc["inner_steps"]), mean, std)
+        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: inconsistent COIN++ base ({e})") from e
 
 
 def patches_of(signals: Sequence[Signal] | Tensor, patch: Sequence[int]) -> Tensor:
