@@ -63,7 +63,8 @@ Zoo `{f['zoo']}`: {f['networks']} networks ({f['spec']}); splits by run {f['spli
 contrastive loss, views with noise {f['noise']} and erasing {f['erase']}. Test reconstruction error (per-layer
 normalised MSE; 1.0 = predicting each tensor's mean): {f['test_reconstruction']:.3f}.
 
-Probes fitted on the train split's embeddings (or StatNN statistics), scored on the test split (R² for continuous
+Probes fitted on the train split's embeddings (projected on their {f['probe_max_dim']} leading principal
+components) or StatNN statistics ({f['statnn_dim']} values), scored on the test split (R² for continuous
 targets, accuracy for categorical ones; baseline = predicting the mean / the majority class):
 
 {f['probe_markdown']}
@@ -146,15 +147,17 @@ def main() -> None:
 
     result = train(True, args.epochs)
     model = result.model
-    save_hyperrep(ROOT / "runs" / "hyperrep" / "model.safetensors", model, {"zoo": zoo_path, "epochs": args.epochs})
+    save_hyperrep(ROOT / "runs" / "hyperrep" / "model.safetensors", model,
+                  {"zoo": zoo_path, "epochs": args.epochs, "train_seconds": result.seconds})
     recon = reconstruction_error(model, weights["test"])
     gap = invariance_gap(model, weights["test"], seed=args.seed)
     print(f"autoencoder: {result.seconds:.0f} s, test reconstruction {recon:.4f}, invariance gap {gap}", flush=True)
 
     targets = probe_targets(tables["train"])
     feats = split_features(model, {s: weights[s] for s in ("train", "test")})
+    t0 = time.perf_counter()
     probes = run_probes(feats, tables, targets, seed=args.seed)
-    print(probe_table(probes), flush=True)
+    print(probe_table(probes), f"\nprobes: {time.perf_counter() - t0:.0f} s", flush=True)
 
     everything = torch.cat([torch.as_tensor(feats["hyperrep"][s]) for s in ("train", "test")]).numpy()
     all_tables = {c: np.concatenate([tables[s][c].to_numpy() for s in ("train", "test")]) for c in ("test_accuracy", "epoch")}
@@ -214,6 +217,8 @@ def main() -> None:
         "invariance_gap": gap,
         "probes": [r.row() for r in probes],
         "probe_markdown": probe_table(probes),
+        "probe_max_dim": 128,
+        "statnn_dim": int(feats["statnn"]["train"].shape[1]),
         "noncanonical": noncanonical,
         "top_fraction": args.top,
         "samples": args.samples,

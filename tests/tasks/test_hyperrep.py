@@ -193,3 +193,12 @@ def test_batched_accuracy_matches_modules_and_fine_tuning_learns(gen):
     assert set(curve) == {0, 60}
     assert curve[60].mean() > curve[0].mean()
     assert not torch.equal(tuned.weights[0], nets.weights[0])
+
+
+def test_wide_features_are_reduced_to_their_leading_components():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 8)) * np.array([10.0, 1, 1, 1, 1, 1, 1, 1])  # one dominant direction
+    tables = {s: pd.DataFrame({"a": x[sl, 0], "b": x[sl, 1]}) for s, sl in (("train", slice(0, 100)), ("test", slice(100, 200)))}
+    feats = {"hyperrep": {"train": x[:100], "test": x[100:]}}
+    res = {r.target: r.value for r in run_probes(feats, tables, ["a", "b"], probes=("linear",), max_dim=1)}
+    assert res["a"] > 0.99 and res["b"] < 0.1  # the one kept component carries a, not b

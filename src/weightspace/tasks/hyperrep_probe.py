@@ -62,12 +62,16 @@ def run_probes(
     targets: list[str],
     *,
     probes: tuple[str, ...] = ("linear", "mlp"),
+    max_dim: int | None = 128,
     seed: int = 0,
 ) -> list[ProbeResult]:
     """Fit every probe on ``features[name]["train"]`` and score on ``["test"]``.
 
     features: ``{feature set: {"train": [N_tr, D], "test": [N_te, D]}}``;
     tables: ``{"train": DataFrame, "test": DataFrame}`` with the target columns.
+    Feature sets wider than ``max_dim`` are first projected on their ``max_dim`` leading
+    principal components (fitted on the train split): probes on thousands of dimensions
+    are slow and overfit a small zoo.
     """
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -76,6 +80,7 @@ def run_probes(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    features = {name: _reduce(f, max_dim, seed) for name, f in features.items()}
     out: list[ProbeResult] = []
     for target in targets:
         categorical = target in CATEGORICAL or not pd.api.types.is_numeric_dtype(tables["train"][target])
@@ -105,6 +110,15 @@ def run_probes(
                 else:
                     out.append(ProbeResult(name, kind, target, "r2", float(r2_score(y_te, pred)), 0.0))
     return out
+
+
+def _reduce(feats: dict[str, np.ndarray], max_dim: int | None, seed: int) -> dict[str, np.ndarray]:
+    if max_dim is None or feats["train"].shape[1] <= max_dim:
+        return feats
+    from sklearn.decomposition import PCA
+
+    pca = PCA(max_dim, random_state=seed).fit(feats["train"])
+    return {split: pca.transform(x) for split, x in feats.items()}
 
 
 def probe_table(results: list[ProbeResult]) -> str:

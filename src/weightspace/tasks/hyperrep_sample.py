@@ -9,6 +9,7 @@ functional forward (`weightspace.core.functional.forward`), all of a batch at on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,8 @@ def zoo_images(zoo: Zoo, dataset: str | None = None, *, test_limit: int | None =
     source = dataset or prov.get("dataset")
     if not source:
         raise ValueError(f"{zoo.path}: the zoo does not record its dataset; name one")
+    if ":" in source and not Path(source).exists():  # a recorded name such as "mnist-idx:/data/mnist"
+        source = source.split(":", 1)[1]
     data = load_images(source, seed=int(prov.get("seed", 0)))  # the zoo's own image split
     if dataset is None and prov.get("kind") == "classifiers":
         from weightspace.zoo.train_zoo import classifier_data
