@@ -54,7 +54,7 @@ def plot_samples_with_neighbours(
     from weightspace.plots import plot_image_rows
 
     idx, dist = nearest_neighbours(samples, train)
-    titles = [f"nn label {train_labels[int(i)]}" for i in idx] if train_labels is not None else None
+    titles = [f"nn: {train_labels[int(i)]}" for i in idx] if train_labels is not None else None
     rows = [("generated", as_images(samples, signal_shape)), ("nearest train", as_images(train[idx], signal_shape))]
     out = plot_image_rows(rows, path, titles=titles, captions=[f"rms {d:.3f}" for d in dist.tolist()])
     return out, idx, dist
