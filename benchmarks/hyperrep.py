@@ -58,7 +58,9 @@ def markdown(f: dict) -> str:
     return f"""
 Zoo `{f['zoo']}`: {f['networks']} networks ({f['spec']}); splits by run {f['splits']}. Autoencoder:
 {f['model']['parameters']:,} parameters, embedding of {f['model']['embedding_dim']} values, canonical neuron order
-(encoder exactly invariant to hidden-neuron permutations: measured gap {f['invariance_gap']['relative']:.1e}),
+(encoder invariant to hidden-neuron permutations by construction: measured gap {f['invariance_gap']['relative']:.1e}
+of the mean distance between networks, largest change of one embedding {f['invariance_gap']['max_abs']:.1e}; the
+canonical order is defined up to ties in its sort keys),
 {f['epochs']} epochs on the train split ({f['train_seconds']:.0f} s), reconstruction + {f['contrastive_weight']} ×
 contrastive loss, views with noise {f['noise']} and erasing {f['erase']}. Test reconstruction error (per-layer
 normalised MSE; 1.0 = predicting each tensor's mean): {f['test_reconstruction']:.3f}.
@@ -85,8 +87,11 @@ training:
 | **sampled, no training** | **{s['sampled_mean']:.3f}** ({100 * s['sampled_over_zoo_mean']:.0f}% of the zoo mean; goal ≥ 90%) |
 | zoo models re-measured here (check of the evaluation) | {s['zoo_measured_mean']:.3f} (table: {s['zoo_checked_table_mean']:.3f}) |
 
-Fixed bandwidths instead (std units → mean accuracy of {f['samples']} samples, no training):
-{', '.join(f"{k} → {v:.3f}" for k, v in f['bandwidth_sweep'].items())}.
+Fixed bandwidths instead (the script's default list, all shown; std units → mean accuracy of {f['samples']} samples,
+no training, and its share of the zoo mean): {', '.join(f"{k} → {v:.3f} ({100 * v / s['zoo_mean']:.0f}%)"
+for k, v in f['bandwidth_sweep'].items())}. Smaller bandwidths keep the samples nearer the good models (a
+neighbourhood sampler: their decodings approach the 'encoded + decoded' row); they are measured on the same test
+images, so picking one of them by this table would be selection on the test set.
 
 Fine-tuning {f['finetune_networks']} sampled networks vs {f['finetune_networks']} random (PyTorch default) inits,
 Adam lr {f['finetune_lr']}, batch {f['finetune_batch']}, same batches; mean test accuracy after each step count:
@@ -162,7 +167,7 @@ def main() -> None:
     everything = torch.cat([torch.as_tensor(feats["hyperrep"][s]) for s in ("train", "test")]).numpy()
     all_tables = {c: np.concatenate([tables[s][c].to_numpy() for s in ("train", "test")]) for c in ("test_accuracy", "epoch")}
     plot_embedding_map(embedding_map(everything, "pca", seed=args.seed), all_tables, RESULTS / "hyperrep_map.png",
-                       title="PCA of embeddings (train + test split)")
+                       title="PCA, train + test:")
 
     noncanonical = None
     if args.noncanonical_epochs > 0:
