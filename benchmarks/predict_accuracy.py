@@ -13,6 +13,7 @@ the checkpoints of the test runs. Splits are by run.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -45,6 +46,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-epoch", type=int, default=1, help="leave out checkpoints before this epoch (0: the inits)")
     ap.add_argument("--name", default="predict_accuracy", help="result name (JSON, BENCHMARKS.md section, figure)")
+    ap.add_argument("--statnn-from", default=None, help="compare with StatNN's row in this earlier result (JSON name)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     env = environment()
@@ -85,12 +87,17 @@ def main() -> None:
     for target in args.targets.split(","):
         reg = [r for r in rows if r["target"] == target and "kendall_tau" in r]
         stat = next((r for r in reg if r["model"] == "statnn"), None)
+        if stat is None and args.statnn_from:  # StatNN's row of an earlier run of this script
+            old = json.loads((ROOT / "benchmarks" / "results" / f"{args.statnn_from}.json").read_text())["figures"]["rows"]
+            stat = next((r for r in old if r["model"] == "statnn" and r["target"] == target), None)
         if not reg or stat is None:
             continue
-        best = max(reg, key=lambda r: r["kendall_tau"])
+        best = max([*reg, stat], key=lambda r: r["kendall_tau"])
         beats = best["model"] != "statnn" and best["kendall_tau"] > stat["kendall_tau"]
+        source = "" if stat in reg else f" (from {args.statnn_from})"
         verdicts.append(f"{target}: best **{best['model']}** (tau {best['kendall_tau']:.3f}), StatNN tau "
-                        f"{stat['kendall_tau']:.3f}: " + ("the best model beats StatNN." if beats else "no model beats StatNN."))
+                        f"{stat['kendall_tau']:.3f}{source}: "
+                        + ("the best model beats StatNN." if beats else "no model beats StatNN."))
     md = f"""Zoo `{args.zoo}`: {t['run'].nunique():,} small CNNs ({zoo.spec.num_params:,} parameters, recipe
 `{prov['recipe']['name']}`), checkpoints at epochs {sorted(t['epoch'].unique().tolist())} used ({len(t):,} networks;
 epoch-0 initialisations left out with --min-epoch {args.min_epoch}), trained on {prov['n_train']} MNIST images

@@ -30,14 +30,18 @@ def race(name: str, batch_size: int, images, args) -> dict[str, float]:
     data = classifier_data(images, recipe.arch, n_train=args.n_train, n_test=args.n_test, seed=0)
     spec = recipe.spec(images.shape, data.num_classes)
     runs, _ = plan_runs(recipe, args.runs, seed=0)
-    t0 = time.perf_counter()
-    for lo in range(0, len(runs), args.runs_per_shard):  # as the zoo builder feeds it: shard by shard
-        train_population(spec, runs[lo:lo + args.runs_per_shard], data, recipe)
-    vec = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for run in runs:
-        train_sequential(spec, run, data, recipe)
-    seq = time.perf_counter() - t0
+    vec = seq = 0.0
+    # shard by shard, as the zoo builder feeds it, each shard's runs also one after another right
+    # after it: both sides see the same share of a shared machine's changing load
+    for lo in range(0, len(runs), args.runs_per_shard):
+        shard = runs[lo:lo + args.runs_per_shard]
+        t0 = time.perf_counter()
+        train_population(spec, shard, data, recipe)
+        vec += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for run in shard:
+            train_sequential(spec, run, data, recipe)
+        seq += time.perf_counter() - t0
     return {
         "recipe": name, "params": spec.num_params, "runs": len(runs), "epochs": args.epochs,
         "steps_per_run": args.epochs * -(-len(data.train_y) // recipe.batch_size), "batch_size": recipe.batch_size,
@@ -72,7 +76,8 @@ def main() -> None:
 checkpoints at epoch 0 and {args.epochs} evaluated on the run's training subset and {args.n_test} test images, runs
 drawn from the default search space (all optimisers, activations, inits, dropout, train fractions). Vectorised:
 `train_population`, {args.runs_per_shard} runs per call as the zoo builder feeds it; one after another:
-`train_sequential` (plain `nn.Sequential` + `torch.optim` per run, same batches). One CPU thread, same process.
+`train_sequential` (plain `nn.Sequential` + `torch.optim` per run, same batches), interleaved shard by shard so
+both see the same load. One CPU thread, same process, on a machine shared with other work (load averages above).
 
 | recipe | runs | steps x batch per run | vectorised models/s | one-by-one models/s | speed-up |
 |---|---|---|---|---|---|
