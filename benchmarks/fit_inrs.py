@@ -57,8 +57,9 @@ def elementwise_ns(fn, n: int = 8_000_000, reps: int = 5) -> float:
     return (time.perf_counter() - t) / (n * reps) * 1e9
 
 
-def sincos_ns(n: int = 8_000_000, reps: int = 5) -> float:
-    """Per element, sine and cosine together, by the fused kernel fitting uses."""
+def sincos_ns(n: int = 2_000_000, reps: int = 20) -> float:
+    """Per element, sine and cosine together, by the fused kernel fitting uses (on a tensor
+    the size of one batch's activations: larger outputs pay for malloc's page faults)."""
     x = torch.rand(n) * 200 - 100
     siren_grad.sincos(x)  # compiles
     t = time.perf_counter()
@@ -234,7 +235,7 @@ def main() -> None:
         "ns": [1, 64, 1024],
     }
     # compile the fused sin/cos for the batch sizes used (1 is specialised separately)
-    for n in (1, 2):
+    for n in (1, 2, auto_batch_size(coords.shape[0], max(recipe.hidden))):
         fit_inrs(coords, targets[:n], get_recipe("dwsnets", steps=2), list(range(n)))
     for n in figures["ns"]:
         figures[f"stacked_n{n}"] = stacked_rate(coords, targets, recipe, n)

@@ -79,3 +79,15 @@ def test_encoding_is_per_signal_and_checks_shapes(digits) -> None:
         encode(m, y[:, :10], 2, coords=coords)
     with pytest.raises(ValueError, match="NaN"):
         encode(m, torch.full_like(y, float("nan")), 2, coords=coords)
+
+
+def test_inner_loop_runs_under_no_grad_and_matches_grad_mode(digits) -> None:
+    train, _ = digits
+    model = _model()
+    coords, targets = train.coordinates(), train.targets()[:4]
+    with_grad = fit_latents(model, coords, targets, steps=3).detach()
+    with torch.no_grad():
+        without = fit_latents(model, coords, targets, steps=3)
+    assert not without.requires_grad
+    torch.testing.assert_close(without, with_grad)
+    assert without.abs().sum() > 0  # three steps moved the latents off zero

@@ -91,15 +91,17 @@ def fit_latents(
     the result still depends on ``inner_lr`` and, through the last step, on nothing else.
     """
     b = targets.shape[0]
+    outer_grad = torch.is_grad_enabled()  # a caller under no_grad gets plain tensors back
     z = torch.zeros(b, model.latent_dim, dtype=targets.dtype, device=targets.device) if latents is None else latents
     if not z.requires_grad:
         z = z.detach().requires_grad_()
     for _ in range(steps):
+        # the update too, so that z still requires grad for the next step under no_grad
         with torch.enable_grad():
             mse = (model(z, coords) - targets).square().mean(dim=(1, 2))
             (g,) = torch.autograd.grad(mse.sum(), z, create_graph=create_graph)
-        z = z - model.inner_lr * g
-    return z
+            z = z - model.inner_lr * g
+    return z if outer_grad else z.detach()
 
 
 def meta_train(

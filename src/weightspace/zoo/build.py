@@ -110,7 +110,7 @@ def build_inr_zoo(
     num_shards = math.ceil(m / shard_size)
     todo = [k for k in range(num_shards) if k not in writer.completed_shards()]
     job = FitJob(
-        coords, recipe, batch_size or auto_batch_size(coords.shape[0], max(recipe.hidden)), str(device)
+        coords, recipe, batch_size or auto_batch_size(coords.shape[0], max(recipe.hidden), device), str(device)
     )
 
     def shard_rows(k: int) -> np.ndarray:
