@@ -185,7 +185,7 @@ def test_batched_accuracy_matches_modules_and_fine_tuning_learns(gen):
     images = torch.randn(64, 1, 8, 8, generator=gen)
     labels = (images[:, 0, :4].mean(dim=(1, 2)) > 0).long()  # learnable from the pixels
     nets = random_networks(spec, 3, seed=1)
-    acc = accuracy(nets, images, labels, nets=2, chunk=20)
+    acc = accuracy(nets, images, labels, nets=2)
     for k in range(3):
         pred = nets.to_module(k)(images).argmax(dim=1)
         assert acc[k] == pytest.approx(float((pred == labels).float().mean()))

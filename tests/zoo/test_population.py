@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from weightspace import forward
+from weightspace import Weights, forward
 from weightspace.signals.images import load_images
 from weightspace.zoo.population import (
     dropout_forward,
@@ -95,9 +95,8 @@ def test_dropout_forward(gen) -> None:
     ])]
     x = torch.rand(2, 5, 1, 28, 28, generator=gen)
     plain = dropout_forward(spec, params, x, None)
-    from weightspace.zoo.population import _as_weights
 
-    assert torch.equal(plain, forward(_as_weights(spec, params), x))
+    assert torch.equal(plain, forward(Weights.from_tensors(spec, params), x))
     out = dropout_forward(spec, params, x, torch.tensor([0.0, 0.5]), torch.Generator().manual_seed(0))
     torch.testing.assert_close(out[0], plain[0])  # rate 0: untouched
     assert not torch.allclose(out[1], plain[1])  # rate 0.5: masked

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from weightspace import NetworkSpec, forward
+from weightspace import NetworkSpec, Weights, forward
 from weightspace.inr.siren import get_recipe
 from weightspace.signals import load_digits
 from weightspace.zoo import siren_grad
@@ -9,10 +9,8 @@ from weightspace.zoo.fit_inr import fit_inrs
 
 
 def _autograd(spec, params, coords, y):
-    from weightspace.zoo.fit_inr import _as_weights
-
     leaves = [p.detach().clone().requires_grad_() for p in params]
-    mse = (forward(_as_weights(spec, leaves), coords) - y).square().mean(dim=(1, 2))
+    mse = (forward(Weights.from_tensors(spec, leaves), coords) - y).square().mean(dim=(1, 2))
     mse.sum().backward()
     return mse.detach(), [p.grad for p in leaves]
 

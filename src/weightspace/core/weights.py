@@ -156,6 +156,21 @@ class Weights:
                 bs.append(None)
         return cls(spec, tuple(ws), tuple(bs))
 
+    @classmethod
+    def from_tensors(cls, spec: NetworkSpec, tensors: Sequence[Tensor]) -> "Weights":
+        """Raw weights (C = 1) from stacked per-layer tensors without the C axis, in
+        `tensors()` order: ``W_i [B, out, in, *k]`` then ``b_i [B, out]`` where the layer has
+        a bias. The result holds views (``unsqueeze``), so gradients flow back to ``tensors``;
+        the form in which fitters and population trainers keep their parameters."""
+        it = iter(tensors)
+        ws, bs = [], []
+        for layer in spec.layers:
+            ws.append(next(it).unsqueeze(1))
+            bs.append(next(it).unsqueeze(1) if layer.bias else None)
+        if next(it, None) is not None:
+            raise ValueError(f"more tensors than the {spec.num_layers} layers of the spec take")
+        return cls(spec, tuple(ws), tuple(bs))
+
     # ------------------------------------------------------------------ modules and state dicts
     @classmethod
     def from_modules(cls, modules: Iterable[nn.Module], spec: NetworkSpec | None = None) -> "Weights":

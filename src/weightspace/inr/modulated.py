@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from weightspace.core.functional import forward as functional_forward
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.inr.siren import NFN
@@ -130,35 +131,30 @@ class ModulatedSiren(nn.Module):
     def forward(self, latents: Tensor, coords: Tensor) -> Tensor:
         """Values of each latent's network: latents ``[B, d]``, coords ``[P, d_in]`` (shared)
         or ``[B, P, d_in]`` -> ``[B, P, out]`` (signal values in [0, 1], unclamped)."""
+        b, d_in = latents.shape[0], self.config.in_features
+        if coords.shape[-1] != d_in or not (coords.dim() == 2 or (coords.dim() == 3 and coords.shape[0] == b)):
+            raise ValueError(f"coords must be [P, {d_in}] or [{b}, P, {d_in}], got {tuple(coords.shape)}")
+        return functional_forward(self._modulated(latents), coords.to(latents.dtype))
+
+    def _modulated(self, latents: Tensor) -> Weights:
+        """The networks of ``latents`` as `Weights` that stay differentiable: the shared base
+        weights as stride-0 batch views, the shifts added to the biases."""
         shifts = self.shifts(latents)
         b = latents.shape[0]
-        if coords.dim() == 2:
-            coords = coords.unsqueeze(0).expand(b, *coords.shape)
-        if coords.dim() != 3 or coords.shape[0] != b or coords.shape[2] != self.config.in_features:
-            raise ValueError(
-                f"coords must be [P, {self.config.in_features}] or [{b}, P, {self.config.in_features}], "
-                f"got {tuple(coords.shape)}"
-            )
-        h = coords.to(latents.dtype)
-        omega = self.config.omega
-        n = len(self.weights)
-        for i in range(n - 1):
-            bias = (self.biases[i] + shifts[i]).unsqueeze(1)  # [B, 1, width]
-            h = torch.sin(omega * torch.baddbmm(bias, h, self.weights[i].t().expand(b, -1, -1)))
-        return torch.baddbmm(self.biases[n - 1].expand(b, 1, -1), h, self.weights[n - 1].t().expand(b, -1, -1))
+        ws = tuple(w.expand(b, *w.shape).unsqueeze(1) for w in self.weights)
+        bs = tuple(
+            (bias + shifts[i] if i < len(shifts) else bias.expand(b, -1)).unsqueeze(1)
+            for i, bias in enumerate(self.biases)
+        )
+        return Weights(self.config.spec, ws, bs)
 
     def to_weights(self, latents: Tensor) -> Weights:
         """The modulated networks of ``latents`` ``[B, d]`` as plain SIREN `Weights`
-        (spec ``config.spec``, ``[B, 1, ...]``): shifts folded into the biases, so
-        ``core.functional.forward(model.to_weights(z), x) == model(z, x)``."""
-        shifts = self.shifts(latents)
-        b = latents.shape[0]
-        ws = tuple(w.detach().expand(b, *w.shape).unsqueeze(1).clone() for w in self.weights)
-        bs = []
-        for i, bias in enumerate(self.biases):
-            full = bias.detach().expand(b, -1) + (shifts[i].detach() if i < len(shifts) else 0.0)
-            bs.append(full.unsqueeze(1).clone())
-        return Weights(self.config.spec, ws, tuple(bs))
+        (spec ``config.spec``, ``[B, 1, ...]``, detached copies): shifts folded into the
+        biases, so ``core.functional.forward(model.to_weights(z), x) == model(z, x)``."""
+        with torch.no_grad():
+            w = self._modulated(latents)
+        return Weights(w.spec, tuple(t.clone() for t in w.weights), tuple(t.clone() for t in w.biases))
 
     def base_weights(self) -> Weights:
         """The unmodulated base network (latent zero) as ``[1, 1, ...]`` `Weights`."""

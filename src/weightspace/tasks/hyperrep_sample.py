@@ -22,6 +22,7 @@ from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.models.hyperrep import HyperRepresentation
 from weightspace.signals.images import ImageDataset, load_images
+from weightspace.zoo.population import evaluate_population
 from weightspace.zoo.search_space import spec_with_activation
 from weightspace.zoo.store import Zoo
 
@@ -124,16 +125,13 @@ def image_tensors(data: ImageDataset, split: str, limit: int | None = None, *, s
     return part.images[idx].permute(0, 3, 1, 2).contiguous(), part.labels[idx]
 
 
-@torch.no_grad()
-def accuracy(weights: Weights, images: Tensor, labels: Tensor, *, nets: int = 64, chunk: int = 1000) -> Tensor:
-    """Top-1 accuracy ``[B]`` of every network of ``weights`` on ``images`` ``[N, C, H, W]``."""
-    correct = torch.zeros(len(weights))
-    for i in range(0, len(weights), nets):
-        part = weights[i : i + nets]
-        for j in range(0, len(images), chunk):
-            logits = forward(part, images[j : j + chunk])  # [b, n, classes]
-            correct[i : i + nets] += (logits.argmax(dim=2) == labels[j : j + chunk]).sum(dim=1).float()
-    return correct / len(images)
+def accuracy(weights: Weights, images: Tensor, labels: Tensor, *, nets: int = 64) -> Tensor:
+    """Top-1 accuracy ``[B]`` of every network of ``weights`` on ``images`` ``[N, C, H, W]``
+    (the population evaluator, ``nets`` networks at a time)."""
+    return torch.cat([
+        evaluate_population(weights[i : i + nets], images, labels)[0].float().mean(dim=1)
+        for i in range(0, len(weights), nets)
+    ])
 
 
 def random_networks(spec: NetworkSpec, n: int, *, seed: int = 0) -> Weights:
@@ -160,10 +158,12 @@ def fine_tune(
     A short vectorised population loop: the networks are independent (the loss is a sum
     of per-network losses), which the engine's one-model loop cannot express.
     """
-    params = [t.detach().clone().requires_grad_(True) for t in weights.tensors()]
+    if weights.channels != 1:
+        raise ValueError(f"fine_tune needs raw weights (C = 1), got C = {weights.channels}")
+    params = [t[:, 0].detach().clone().requires_grad_(True) for t in weights.tensors()]
 
     def current() -> Weights:
-        return Weights.unflatten(weights.spec, torch.cat([p.reshape(len(weights), 1, -1) for p in params], dim=2))
+        return Weights.from_tensors(weights.spec, params)
 
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)

@@ -8,8 +8,8 @@ networks from the batch. No Python loop runs over networks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -117,7 +117,7 @@ def fit_inrs(
         if by_hand is not None:
             mse = by_hand(opt.params, y)  # also sets each parameter's .grad
         else:
-            mse = (forward(_as_weights(spec, opt.params), coords) - y).square().mean(dim=(1, 2))  # [n_active]
+            mse = (forward(Weights.from_tensors(spec, opt.params), coords) - y).square().mean(dim=(1, 2))  # [n_active]
         cur = recipe.psnr(mse.detach())
         done = cur >= recipe.early_stop_psnr if recipe.early_stop_psnr is not None else torch.zeros_like(cur, dtype=torch.bool)
         if step == recipe.steps:
@@ -137,13 +137,4 @@ def fit_inrs(
             active, y = active[~done], y[~done]
         bar.update(1)
     bar.close()
-    return FitResult(_as_weights(spec, final).detach(), psnr.cpu(), steps.cpu())
-
-
-def _as_weights(spec, tensors: list[Tensor]) -> Weights:
-    it = iter(tensors)
-    ws, bs = [], []
-    for layer in spec.layers:
-        ws.append(next(it).unsqueeze(1))
-        bs.append(next(it).unsqueeze(1) if layer.bias else None)
-    return Weights(spec, tuple(ws), tuple(bs))
+    return FitResult(Weights.from_tensors(spec, final).detach(), psnr.cpu(), steps.cpu())

@@ -171,7 +171,7 @@ def dropout_forward(spec: NetworkSpec, params: Sequence[Tensor], x: Tensor, rate
     dropout ``rate [B]`` (rounded to multiples of 1/256) after every hidden layer's activation. ``x``: ``[B, n, ...]``;
     returns ``[B, n, out]``. ``rate=None`` is exactly the functional forward."""
     if rate is None or not bool((rate > 0).any()):
-        return forward(_as_weights(spec, params), x)
+        return forward(Weights.from_tensors(spec, params), x)
     b, h, k = x.shape[0], x, 0
     # Masks from 8-bit random numbers (drop where r < d, d = round(256 * rate)): a quarter of
     # the random bits and passes of float masks, which cost as much as the convolutions on a
@@ -201,15 +201,6 @@ def _random_bytes(shape: torch.Size, generator: torch.Generator | None, device: 
     n = math.prod(shape)
     r = torch.randint(-(2**31), 2**31 - 1, ((n + 3) // 4,), dtype=torch.int32, generator=generator, device=device)
     return r.view(torch.uint8)[:n].view(shape)
-
-
-def _as_weights(spec: NetworkSpec, params: Sequence[Tensor]) -> Weights:
-    ws, bs, k = [], [], 0
-    for layer in spec.layers:
-        ws.append(params[k].unsqueeze(1))
-        bs.append(params[k + 1].unsqueeze(1) if layer.bias else None)
-        k += 1 + layer.bias
-    return Weights(spec, tuple(ws), tuple(bs))
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -309,7 +300,7 @@ def _train_group(spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierD
     out = []
 
     def checkpoint() -> None:
-        w = _as_weights(spec, [p.detach().clone() for p in params])
+        w = Weights.from_tensors(spec, [p.detach().clone() for p in params])
         out.append((w, _metrics(w, data, masks), ~alive.clone()))
 
     if 0 in recipe.checkpoints:
