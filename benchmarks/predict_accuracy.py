@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--min-epoch", type=int, default=1, help="leave out checkpoints before this epoch (0: the inits)")
     ap.add_argument("--name", default="predict_accuracy", help="result name (JSON, BENCHMARKS.md section, figure)")
     ap.add_argument("--statnn-from", default=None, help="compare with StatNN's row in this earlier result (JSON name)")
+    ap.add_argument("--seeds", default="0", help="comma-separated training seeds; with several, rows give mean ± std")
     args = ap.parse_args()
     torch.set_num_threads(1)
     env = environment()
@@ -54,20 +55,28 @@ def main() -> None:
     keep = np.flatnonzero(zoo.table["epoch"].to_numpy() >= args.min_epoch)
     epochs = {k: int(v) for k, v in (p.split("=") for p in args.epochs.split(",") if p)}
 
-    def config(model: str) -> TrainConfig:
-        return TrainConfig(epochs=epochs.get(model, args.default_epochs), batch_size=args.batch_size, lr=args.lr,
-                           progress=False, accelerator="cpu", seed=0)
+    seeds = [int(s) for s in args.seeds.split(",")]
 
-    rows, figures = [], []
+    def config(model: str, seed: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs.get(model, args.default_epochs), batch_size=args.batch_size, lr=args.lr,
+                           progress=False, accelerator="cpu", seed=seed)
+
+    rows, runs, figures = [], [], []
     for target in args.targets.split(","):
         results = []
         for model in args.models.split(","):
-            t0 = time.perf_counter()
-            res = predict_property(zoo, model, target, config=config(model), model_config=MODEL_CONFIG.get(model), rows=keep)
-            results.append(res)
-            rows.append({**res.row(), "epochs": config(model).epochs, "wall_s": time.perf_counter() - t0,
-                         "model_config": MODEL_CONFIG.get(model, {})})
-            print(rows[-1], flush=True)
+            per_seed = []
+            for seed in seeds:
+                t0 = time.perf_counter()
+                res = predict_property(zoo, model, target, config=config(model, seed),
+                                       model_config=MODEL_CONFIG.get(model), rows=keep)
+                per_seed.append({**res.row(), "seed": seed, "epochs": config(model, seed).epochs,
+                                 "wall_s": time.perf_counter() - t0, "model_config": MODEL_CONFIG.get(model, {})})
+                print(per_seed[-1], flush=True)
+                if seed == seeds[0]:
+                    results.append(res)  # the figure shows the first seed's predictions
+            runs.extend(per_seed)
+            rows.append(_mean_row(per_seed))
         if results[0].kind == "regression":
             figures.append(plot_predictions(results, ROOT / "benchmarks" / "results" / f"{args.name}_{target}.png"))
 
@@ -75,10 +84,13 @@ def main() -> None:
     info = zoo.info()
     prov = zoo.provenance
 
+    def pm(r: dict, key: str) -> str:
+        return f"{r[key]:.3f}" + (f" ± {r[key + '_std']:.3f}" if len(seeds) > 1 else "")
+
     def score(r: dict) -> str:
         if "kendall_tau" in r:
-            return f"{r['kendall_tau']:.3f} | {r['r2']:.3f}"
-        return f"accuracy {r['accuracy']:.3f} (chance {r['chance']:.3f}) | –"
+            return f"{pm(r, 'kendall_tau')} | {pm(r, 'r2')}"
+        return f"accuracy {pm(r, 'accuracy')} (chance {r['chance']:.3f}) | –"
 
     table = "\n".join(
         f"| {r['target']} | {r['model']} | {score(r)} | {r['params']:,} | {r['epochs']} | {r['train_s']:.0f} |" for r in rows
@@ -105,7 +117,7 @@ epoch-0 initialisations left out with --min-epoch {args.min_epoch}), trained on 
 checkpoints; checkpoints of one run stay in one split). Test accuracy in the zoo: median
 {t['test_accuracy'].median():.3f}, range {t['test_accuracy'].min():.3f}..{t['test_accuracy'].max():.3f}.
 Each model: AdamW lr {args.lr}, batch {args.batch_size}, cosine schedule, best epoch on the val runs, CPU, one
-thread; model sizes reduced for the CPU where noted: {MODEL_CONFIG}. Metrics on the checkpoints of the test runs.
+thread; {"training seed " + str(seeds[0]) if len(seeds) == 1 else f"mean ± std over training seeds {seeds} (same split; the seed sets the model's init and batch order; train s is per seed)"}; model sizes reduced for the CPU where noted: {MODEL_CONFIG}. Metrics on the checkpoints of the test runs.
 
 | target | model | Kendall tau | R^2 | params | epochs | train s |
 |---|---|---|---|---|---|---|
@@ -117,8 +129,20 @@ Reference (Small CNN Zoo, CIFAR10-GS, 30k runs of 86 epochs): StatNN 0.915, NFN-
 different and much larger zoo, so not comparable one to one. Figures: {", ".join(f"`{f.relative_to(ROOT)}`" for f in figures)}
 (predicted vs true on the test runs, one panel per model).
 """
-    write_result(args.name, env, {"rows": rows, "zoo": info, "args": vars(args)}, md)
+    write_result(args.name, env, {"rows": rows, "runs": runs, "zoo": info, "args": vars(args)}, md)
     print(md)
+
+
+def _mean_row(per_seed: list[dict]) -> dict:
+    """One row per model and target: every metric averaged over seeds, its std beside it."""
+    row = dict(per_seed[0])
+    row.pop("seed")
+    for key in ("kendall_tau", "r2", "accuracy", "train_s", "wall_s"):
+        if key in row:
+            v = np.array([r[key] for r in per_seed], dtype=float)
+            row[key], row[key + "_std"] = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    row["seeds"] = [r["seed"] for r in per_seed]
+    return row
 
 
 if __name__ == "__main__":

@@ -129,6 +129,9 @@ def sample(
     dataset: Annotated[str | None, typer.Option(help="images to evaluate on [default: those the zoo records]")] = None,
     test_images: Annotated[int, typer.Option(help="test images (a seeded subset) when not a classifier zoo")] = 1000,
     finetune_steps: Annotated[int, typer.Option(help="also fine-tune samples and random inits for this many steps")] = 0,
+    bandwidth: Annotated[str, typer.Option(help="KDE bandwidth in std units, 'select' (most accurate samples on the "
+                                                "zoo's training images, never the test images) or 'cv' (best "
+                                                "held-out likelihood of the embeddings)")] = "select",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the sampled networks as a zoo here")] = None,
     figure: Annotated[Path | None, typer.Option(help="accuracy histogram of sampled vs zoo models (PNG)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -136,20 +139,30 @@ def sample(
     """Sample networks from a KDE over the embeddings of good models; report their accuracy."""
     from weightspace.tasks.hyperrep_sample import sample_from_zoo, zoo_images
 
+    if bandwidth not in ("select", "cv"):
+        try:
+            bw: float | str = float(bandwidth)
+        except ValueError:
+            _fail(f"--bandwidth must be a number, 'select' or 'cv', got {bandwidth!r}")
+        if not bw > 0:
+            _fail(f"--bandwidth must be positive, got {bandwidth}")
+    else:
+        bw = bandwidth
     zoo = _open(zoo_path)
     model, _ = _load(model_path)
     try:
         train, test = zoo_images(zoo, dataset, test_limit=test_images, seed=seed)
         weights, table = zoo.load("train")
-        report = sample_from_zoo(model, weights, table, test, n=n, top_fraction=top, finetune_steps=finetune_steps,
-                                 train=train, seed=seed)
+        report = sample_from_zoo(model, weights, table, test, n=n, top_fraction=top, bandwidth=bw, select=train,
+                                 finetune_steps=finetune_steps, train=train, seed=seed)
     except (KeyError, ValueError, FileNotFoundError) as e:
         _fail(str(e).strip('"'))
     s = report.summary()
     console.print(f"{n} sampled networks ({s['activation'] or 'zoo spec'} activation, density over {s['num_good']} good models): "
                   f"mean test accuracy {s['sampled_mean']:.4f} without training; zoo (train split) {s['zoo_mean']:.4f} "
                   f"({100 * s['sampled_over_zoo_mean']:.0f}% of it), good models {s['good_mean']:.4f}, "
-                  f"good models encoded+decoded {s['reconstructed_mean']:.4f}")
+                  f"good models encoded+decoded {s['reconstructed_mean']:.4f}; bandwidth {s['bandwidth']:.3g} "
+                  f"({s['bandwidth_rule']}), novelty median {s['novelty_median']:.2f}")
     for group in ("sampled", "random_init"):
         if f"finetune_{group}" in s:
             curve = ", ".join(f"step {k}: {v:.4f}" for k, v in s[f"finetune_{group}"].items())

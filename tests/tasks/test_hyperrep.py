@@ -19,11 +19,15 @@ from weightspace.tasks.hyperrep import (
 )
 from weightspace.tasks.hyperrep_probe import run_probes
 from weightspace.tasks.hyperrep_sample import (
+    SELECT_GRID,
+    EmbeddingDensity,
     accuracy,
     decode_samples,
     fine_tune,
+    novelty,
     random_networks,
     sample_embeddings,
+    sample_from_zoo,
     select_good,
 )
 from weightspace.train import TrainConfig
@@ -134,6 +138,32 @@ def test_decoding_a_sampled_embedding_gives_a_network_that_runs(zoo, trained, ge
     # a decoded network is a plain module too
     module = nets.to_module(0)
     torch.testing.assert_close(module(example_input(SPEC, 3, generator=gen)).shape, torch.Size([3, 10]))
+
+
+def test_bandwidth_is_selected_on_other_images_than_the_test_images(zoo, trained, gen):
+    weights, table = zoo.load("train")
+    images = torch.rand(40, 1, 8, 8, generator=gen)
+    labels = torch.randint(0, 10, (40,), generator=gen)
+    test = (images[:20], labels[:20])
+    with pytest.raises(ValueError, match="needs images to select on"):
+        sample_from_zoo(trained.model, weights, table, test, n=4, bandwidth="select")
+    report = sample_from_zoo(trained.model, weights, table, test, n=6, bandwidth="select", select=(images[20:], labels[20:]))
+    assert set(report.selection) == set(SELECT_GRID) and report.bandwidth_rule == "select"
+    # the kept bandwidth is the best on the selection images, recomputed here independently
+    best = max(SELECT_GRID, key=lambda bw: (round(report.selection[bw], 6), bw))
+    assert report.bandwidth == pytest.approx(best)
+    assert report.sampled.shape == (6,) and report.novelty.shape == (6,)
+    fixed = sample_from_zoo(trained.model, weights, table, test, n=6, bandwidth=0.5)
+    assert fixed.bandwidth_rule == "fixed" and fixed.selection == {}
+
+
+def test_novelty_is_zero_for_copies_and_grows_with_distance(gen):
+    good = torch.randn(30, 5, generator=gen, dtype=torch.float64)
+    density = EmbeddingDensity.fit(good, 0.5)
+    assert torch.allclose(novelty(good[:4], good, density), torch.zeros(4, dtype=torch.float64))
+    direction = torch.randn(1, 5, generator=gen, dtype=torch.float64)
+    far = [float(novelty(good[:1] + t * direction, good, density)) for t in (0.0, 0.05, 100.0)]
+    assert far[0] == 0.0 and 0.0 < far[1] < far[2] and far[2] > 5
 
 
 def test_save_and_load_keep_the_embedding(tmp_path, zoo, trained):

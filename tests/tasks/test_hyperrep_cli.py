@@ -26,7 +26,12 @@ def test_fit_probe_sample_commands(tmp_path):
     r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "-n", "6", "--test-images", "50",
                             "--finetune-steps", "3", "--out", str(tmp_path / "samples"), "--figure", str(tmp_path / "h.png")])
     assert r.exit_code == 0, r.output
-    assert "6 sampled networks" in r.output and "fine-tuned random_init" in r.output
+    assert "6 sampled networks" in r.output and "fine-tuned random_init" in r.output and "(select)" in r.output
+    r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "-n", "4", "--test-images", "50",
+                            "--bandwidth", "0.3"])
+    assert r.exit_code == 0 and "bandwidth 0.3 (fixed)" in r.output, r.output
+    r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "--bandwidth", "wide"])
+    assert r.exit_code == 2 and "--bandwidth must be a number" in " ".join(r.output.split())
     samples = Zoo.open(tmp_path / "samples")
     assert len(samples) == 6 and samples.table["test_accuracy"].between(0, 1).all()
     assert (tmp_path / "h.png").exists()

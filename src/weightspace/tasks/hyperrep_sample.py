@@ -2,7 +2,9 @@
 
 A kernel density estimate is fitted to the embeddings of good zoo models (the top
 fraction by accuracy); samples from it are decoded to networks, which run at once (no
-training) and can be fine-tuned. Networks are evaluated on images with the one
+training) and can be fine-tuned. The bandwidth is chosen either by held-out likelihood of
+the embeddings (``"cv"``) or by the accuracy of decoded samples on images other than the
+test images (``"select"``: the zoo's training images), so that no choice looks at the test set. Networks are evaluated on images with the one
 functional forward (`weightspace.core.functional.forward`), all of a batch at once.
 """
 
@@ -80,6 +82,22 @@ class EmbeddingDensity:
 def sample_embeddings(embeddings: Tensor, n: int, *, bandwidth: float | str = "cv", seed: int = 0) -> Tensor:
     """``n`` draws ``[n, E]`` from a KDE of ``embeddings`` ``[M, E]`` (see `EmbeddingDensity`)."""
     return EmbeddingDensity.fit(embeddings, bandwidth, seed=seed).sample(n, seed=seed, dtype=embeddings.dtype)
+
+
+SELECT_GRID = (1.0, 0.5, 0.25, 0.1)  # bandwidths "select" tries, in std units, widest first
+
+
+def novelty(samples: Tensor, good: Tensor, density: EmbeddingDensity) -> Tensor:
+    """How far each sampled embedding ``[n, E]`` lies from the nearest good embedding
+    ``[M, E]``, in units of the median distance from a good embedding to its nearest other
+    good embedding (both measured in the density's standardised coordinates): 0 is a copy of
+    a zoo model, about 1 is as far as two neighbouring zoo models are apart. ``[n]``."""
+    scale = torch.as_tensor(density.std, dtype=torch.float64)
+    mean = torch.as_tensor(density.mean, dtype=torch.float64)
+    u_s, u_g = (samples.double() - mean) / scale, (good.double() - mean) / scale
+    d_good = torch.cdist(u_g, u_g)
+    d_good.fill_diagonal_(float("inf"))
+    return torch.cdist(u_s, u_g).min(dim=1).values / d_good.min(dim=1).values.median()
 
 
 @torch.no_grad()
@@ -189,12 +207,15 @@ class SampleReport:
     activation: str | None  # the hidden activation the sampled networks run with
     num_good: int  # zoo models the density was fitted to
     bandwidth: float  # of the KDE, in standard deviations of each embedding dimension
+    bandwidth_rule: str  # how it was chosen: "cv", "select" or "fixed"
     zoo: Tensor  # table accuracies of every zoo model of the split
     good: Tensor  # table accuracies of the good models
     reconstructed: Tensor  # measured: good models encoded and decoded
     sampled: Tensor  # measured: decoded KDE samples, no training
     zoo_measured: Tensor  # measured here on the same images (checks the evaluation against the table)
     zoo_checked: Tensor  # table accuracies of those same models
+    novelty: Tensor  # [n] distance of each sample to the nearest good model (see `novelty`)
+    selection: dict[float, float] = field(default_factory=dict)  # "select": bandwidth -> mean accuracy on the selection images
     finetune: dict[str, dict[int, Tensor]] = field(default_factory=dict)  # group -> step -> accuracies
     samples: Weights | None = None
 
@@ -204,6 +225,10 @@ class SampleReport:
             "activation": self.activation,
             "num_good": self.num_good,
             "bandwidth": self.bandwidth,
+            "bandwidth_rule": self.bandwidth_rule,
+            "selection": {str(k): v for k, v in self.selection.items()},
+            "novelty_median": float(self.novelty.median()),
+            "novelty_min": float(self.novelty.min()),
             "zoo_mean": mean(self.zoo),
             "good_mean": mean(self.good),
             "reconstructed_mean": mean(self.reconstructed),
@@ -232,11 +257,17 @@ def sample_from_zoo(
     batch_size: int = 32,
     lr: float = 1e-3,
     check: int = 32,
+    select: tuple[Tensor, Tensor] | None = None,
     seed: int = 0,
 ) -> SampleReport:
     """Fit a KDE to the embeddings of the top ``top_fraction`` of ``weights`` (by the table's
     ``test_accuracy``; one activation: the most common among them, where the table has an
     ``activation`` column), decode ``n`` samples and measure them on ``test`` (images, labels).
+
+    ``bandwidth``: a number (std units), ``"cv"`` (held-out likelihood of the embeddings) or
+    ``"select"``: each of `SELECT_GRID` is tried with ``n`` other samples (seed + 1) measured
+    on ``select`` (images, labels; never the test images) and the most accurate is kept (ties
+    go to the wider one).
 
     With ``finetune_steps``, ``finetune_networks`` samples and as many randomly initialised
     networks are trained for that many steps on ``train`` and measured along the way.
@@ -253,7 +284,17 @@ def sample_from_zoo(
     good_w = _relabel(weights[torch.as_tensor(good)], spec)
     from weightspace.tasks.hyperrep import embed, reconstruct
 
-    density = EmbeddingDensity.fit(embed(model, good_w), bandwidth, seed=seed)
+    good_z = embed(model, good_w)
+    selection: dict[float, float] = {}
+    rule = bandwidth if isinstance(bandwidth, str) else "fixed"
+    if bandwidth == "select":
+        if select is None:
+            raise ValueError('bandwidth="select" needs images to select on (select=(images, labels)), not the test images')
+        for bw in SELECT_GRID:
+            trial = EmbeddingDensity.fit(good_z, bw).sample(n, seed=seed + 1)
+            selection[bw] = float(accuracy(decode_samples(model, trial, spec), *select).mean())
+        bandwidth = max(SELECT_GRID, key=lambda bw: (round(selection[bw], 6), bw))
+    density = EmbeddingDensity.fit(good_z, bandwidth, seed=seed)
     z = density.sample(n, seed=seed)
     samples = decode_samples(model, z, spec)
     rng = np.random.default_rng(seed)
@@ -263,12 +304,15 @@ def sample_from_zoo(
         activation=activation,
         num_good=len(good),
         bandwidth=density.bandwidth,
+        bandwidth_rule=rule,
         zoo=torch.as_tensor(acc),
         good=torch.as_tensor(acc[good]),
         reconstructed=accuracy(_relabel(reconstruct(model, good_w), spec), *test),
         sampled=accuracy(samples, *test),
         zoo_measured=accuracy(_relabel(weights[torch.as_tensor(checked)], spec), *test),
         zoo_checked=torch.as_tensor(acc[checked]),
+        novelty=novelty(z, good_z, density),
+        selection=selection,
         samples=samples,
     )
     if finetune_steps > 0:
