@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from _common import environment, report_from, write_result
+from weightspace._malloc import keep_freed_memory
 from weightspace.inr.siren import get_recipe
 from weightspace.signals import load_mnist_subset
 from weightspace.zoo import siren_grad
@@ -184,7 +185,8 @@ def markdown(f: dict) -> str:
     split = ", ".join(f"{k.replace('_', ' ')} {b[k]:.0%}" for k in ("matmul", "sin_cos", "other_ops", "optimiser", "python_and_rest"))
     return f"""
 28×28 images, SIREN 2→32→32→1, DWSNets recipe without early stopping, {f['steps']} steps per
-network, {f['threads']} torch threads (Ray workers: 1 each). Cost model measured in the same run:
+network, {f['threads']} torch threads (Ray workers: 1 each). glibc's malloc thresholds: {f.get('malloc', 'defaults')}.
+Cost model measured in the same run:
 float32 matmul {f['gflops']:.1f} GFLOP/s; torch.sin {f['sin_ns']:.2f} ns/element, torch.cos {f['cos_ns']:.2f}
 ns/element, the fused sin+cos {f['sincos_ns']:.2f} ns/element (both values; sin/cos path used by the
 fitter: {f['sincos_path']}). One INR-step needs {f['flops_per_step'] / 1e6:.2f} MFLOP of matmuls and
@@ -256,6 +258,8 @@ def main() -> None:
         "flops_per_step": flops,
         "trig_per_step": trig,
         "ns": [1, 64, 1024],
+        "malloc": ("kept freed memory (`weightspace._malloc.keep_freed_memory`, set by the first fit, for the whole "
+                   "process: the loop and the cost model run under it too)") if keep_freed_memory() else "defaults",
     })
     for n in (1, 64):
         figures[f"stacked_n{n}"] = stacked_rate(coords, targets, recipe, n)

@@ -15,16 +15,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from weightspace._malloc import keep_freed_memory
 from weightspace.core.functional import forward
 from weightspace.core.weights import Weights
 from weightspace.inr.siren import SirenRecipe
 from weightspace.zoo import siren_grad
 
 # Activations of a fitting step are [n, P, width] float32 tensors, several allocated per
-# step. Measured on a 2-core CPU (28x28 images, width 32): 64-128 networks per batch fit at
-# ~7.5k INR-steps/s, 167-334 at ~4k (glibc malloc returns blocks near its 32 MB mmap
-# threshold to the OS and faults them back in every step, and the working set leaves the
-# cache), so batches are sized to keep one activation tensor near 8 MB.
+# step. Measured on a 2-core CPU (28x28 images, width 32) before `keep_freed_memory`:
+# 64-128 networks per batch fit at ~7.5k INR-steps/s, 167-334 at ~4k (glibc returned
+# blocks near its 32 MB mmap threshold to the OS and faulted them back in every step), so
+# batches are sized to keep one activation tensor near 8 MB, well under that threshold.
 _ACTIVATION_BUDGET_BYTES = 8 * 2**20
 
 
@@ -100,6 +101,8 @@ def fit_inrs(
     if not torch.isfinite(targets).all():
         raise ValueError("targets hold NaN or infinite values")
     spec = recipe.spec(coords.shape[1], c)
+    if torch.device(device).type == "cpu":
+        keep_freed_memory()  # each step frees and re-allocates MB-sized activations: keep them mapped
     init = recipe.init(spec, seeds).to(device)
     coords = coords.to(device, torch.float32)
     y = recipe.encode_targets(targets.to(device, torch.float32)) - recipe.output_offset
