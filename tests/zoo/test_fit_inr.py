@@ -45,6 +45,27 @@ def test_stacked_adam_matches_torch_adam(digits):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_stacked_adam_reads_strided_gradients_and_keeps_state_per_network():
+    from weightspace.zoo.fit_inr import _StackedAdam
+
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(4, 3, 2, generator=gen)
+    grads = [torch.randn(4, 2, 3, generator=gen).transpose(1, 2) for _ in range(4)]  # strided, as the hand step makes
+    ours = _StackedAdam([start.clone().requires_grad_()], lr=0.1)
+    ref = [start[k].clone().requires_grad_() for k in range(4)]  # one textbook Adam per network
+    ref_opts = [torch.optim.Adam([r], lr=0.1, foreach=False) for r in ref]
+    for step, g in enumerate(grads):
+        if step == 2:  # networks 1 and 3 leave the batch: the others keep their moments
+            ours.keep(torch.tensor([True, False, True, False]))
+        live = [0, 1, 2, 3] if step < 2 else [0, 2]
+        ours.params[0].grad = g[live]
+        ours.step()
+        for k in live:
+            ref[k].grad = g[k].contiguous()
+            ref_opts[k].step()
+    torch.testing.assert_close(ours.params[0].detach(), torch.stack([ref[0], ref[2]]).detach())
+
+
 def test_early_stopping_is_per_network_and_psnr_is_of_the_stored_weights(digits):
     recipe = dataclasses.replace(DWSNETS, steps=300, early_stop_psnr=25.0)
     coords, targets = digits.coordinates(), digits.targets()

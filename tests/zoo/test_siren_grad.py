@@ -34,6 +34,33 @@ def test_hand_gradient_equals_autograd(hidden, out_c, in_d):
         torch.testing.assert_close(p_.grad, g, msg=lambda m, i=i: f"tensor {i}: {m}")
 
 
+@pytest.mark.parametrize("hidden,out_c,in_d,n", [((32, 32), 1, 2, 4), ((5,), 3, 3, 1), ((7, 1, 4), 2, 1, 3)])
+def test_compiled_float32_gradient_equals_autograd(hidden, out_c, in_d, n, monkeypatch):
+    # float32 on CPU takes the compiled whole step (n = 1 runs as a batch of two)
+    torch.manual_seed(1)
+    spec = NetworkSpec.siren(in_d, hidden, out_c, omega=30.0)
+    coords = torch.rand(60, in_d) * 2 - 1
+    params = []
+    for layer in spec.layers:
+        params += [torch.randn(n, layer.out_features, layer.in_features) * 0.1, torch.randn(n, layer.out_features) * 0.1]
+    y = torch.randn(n, 60, out_c)
+    want_mse, want = _autograd(spec, [p.double() for p in params], coords.double(), y.double())
+    mse = siren_grad.SirenMSEGrad(spec, coords, max_networks=n)(params, y)
+    assert mse.dtype == torch.float32 and mse.shape == (n,)
+    torch.testing.assert_close(mse.double(), want_mse, rtol=1e-5, atol=1e-6)
+    assert siren_grad._steps and False not in siren_grad._steps.values(), "the compiled step did not run (no C++ compiler?)"
+    for i, (p_, g) in enumerate(zip(params, want)):
+        assert p_.grad.shape == p_.shape
+        torch.testing.assert_close(p_.grad.double(), g, rtol=1e-3, atol=1e-5, msg=lambda m, i=i: f"tensor {i}: {m}")
+    # switched off: the eager buffered step, same gradients
+    monkeypatch.setenv("WEIGHTSPACE_COMPILE", "0")
+    compiled = [p_.grad for p_ in params]
+    siren_grad.SirenMSEGrad(spec, coords, max_networks=n)(params, y)
+    for a, b in zip(compiled, params):
+        assert a is not b.grad
+        torch.testing.assert_close(a, b.grad, rtol=1e-3, atol=2e-5)  # each within 1e-5 of the float64 truth
+
+
 def test_unsupported_specs_are_refused_and_fall_back():
     relu = NetworkSpec.mlp([2, 8, 1], activation="relu")
     assert not siren_grad.supports(relu)

@@ -40,30 +40,35 @@ class _StackedAdam:
     """Adam (Kingma & Ba; PyTorch's defaults) over stacked per-network parameters.
 
     Adam is elementwise, so one state tensor per stacked parameter is exactly one Adam per
-    network; `keep` drops finished networks from parameters and state alike.
+    network. The update is `torch.optim.Adam`'s fused kernel (one in-place pass per
+    parameter; on CPU and CUDA in float32/float64), its foreach form elsewhere. `keep` drops
+    finished networks from parameters and state alike.
     """
 
     def __init__(self, params: list[Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
+        self.params = params
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+        self._opt = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=fused, foreach=None if fused else True)
 
     @torch.no_grad()
     def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            m.lerp_(p.grad, 1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v / c2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / c1)
+        for p in self.params:
+            # the fused kernel walks a gradient in its parameter's memory order: a strided view
+            # (the hand-written step's first-layer gradient is a transpose) would be misread
+            if p.grad is not None and p.grad.stride() != p.stride():
+                p.grad = p.grad.contiguous()
+        self._opt.step()
+        for p in self.params:
             p.grad = None
 
     def keep(self, mask: Tensor) -> None:
-        self.params = [p.detach()[mask].requires_grad_() for p in self.params]
-        self.m = [m[mask] for m in self.m]
-        self.v = [v[mask] for v in self.v]
+        old, self.params = self.params, [p.detach()[mask].requires_grad_() for p in self.params]
+        opt = torch.optim.Adam(self.params, **self._opt.defaults)
+        for p_old, p_new in zip(old, self.params):
+            if st := self._opt.state.get(p_old):
+                opt.state[p_new] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][mask],
+                                    "exp_avg_sq": st["exp_avg_sq"][mask]}
+        self._opt = opt
 
 
 # A GPU wants large batches to fill it; ~10 activation tensors of this size live per step.
