@@ -357,8 +357,8 @@ def load_image_folder(root: str | os.PathLike[str], size: tuple[int, int] | None
 
 
 def load_images(name_or_path: str | os.PathLike[str], **kw: object) -> ImageDataset:
-    """Load ``"digits"``, ``"mnist-subset"``, an IDX folder, a CIFAR binary folder or an image folder;
-    ``kw`` go to that loader."""
+    """Load ``"digits"``, ``"mnist-subset"``, an IDX folder (MNIST, Fashion-MNIST), a CIFAR binary
+    folder, an SVHN ``.mat`` folder or an image folder; ``kw`` go to that loader."""
     if isinstance(name_or_path, str) and name_or_path in DATASET_NAMES:
         loader = load_digits if name_or_path == "digits" else load_mnist_subset
         return loader(**kw)  # type: ignore[arg-type]
@@ -370,6 +370,11 @@ def load_images(name_or_path: str | os.PathLike[str], **kw: object) -> ImageData
 
         if is_cifar_folder(path):
             return load_cifar(path, **kw)  # type: ignore[arg-type]
+        from weightspace.signals.svhn import is_svhn_folder, load_svhn
+
+        if is_svhn_folder(path):
+            return load_svhn(path, **kw)  # type: ignore[arg-type]
         return load_image_folder(path, **kw)  # type: ignore[arg-type]
     raise ValueError(f"unknown image dataset {str(name_or_path)!r}: expected one of {list(DATASET_NAMES)} "
-                     "or a directory (MNIST-layout IDX files, CIFAR binary files, or root/<class>/<images>)")
+                     "or a directory (MNIST-layout IDX files, CIFAR binary files, SVHN .mat files, "
+                     "or root/<class>/<images>)")
