@@ -38,7 +38,7 @@ examples per second of training wall time (validation included).
 
 | model | augmentation | test accuracy % (mean ± std) | parameters | examples/s | train time per seed | peak memory |
 |---|---|---:|---:|---:|---:|---:|
-""" + "\n".join(rows)
+""" + "\n".join(rows) + (f"\n\n{f['note']}" if f.get("note") else "")
 
 
 def throughput(zoo_path: str, name: str, batch: int, steps: int = 30) -> dict:
