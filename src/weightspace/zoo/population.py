@@ -206,7 +206,16 @@ def _random_bytes(shape: torch.Size, generator: torch.Generator | None, device: 
 # ---------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate_population(weights: Weights, x: Tensor, y: Tensor, *, max_floats: int = 2 * 10**7) -> tuple[Tensor, Tensor]:
-    """(correct ``[B, N]`` bool, cross-entropy ``[B, N]``) of every network on all of ``x``."""
+    """(correct ``[B, N]`` bool, cross-entropy ``[B, N]``) of every network on all of ``x``.
+
+    Convolutional networks on a CPU are evaluated one network at a time (an ordinary
+    convolution over all the images): measured here (one thread, 64 small CNNs, 500 MNIST
+    images) 274-291 ms that way against 363-539 ms as one grouped convolution, which suits
+    training's small per-network batches but not evaluation's one large shared batch.
+    """
+    if weights.spec.num_conv and x.device.type == "cpu" and len(weights) > 1:
+        parts = [evaluate_population(weights[i : i + 1], x, y, max_floats=max_floats) for i in range(len(weights))]
+        return torch.cat([c for c, _ in parts]), torch.cat([loss for _, loss in parts])
     width = max(layer.out_features for layer in weights.spec.layers)
     per_item = width * (int(np.prod(x.shape[2:])) if x.dim() == 4 else 1)
     chunk = max(8, max_floats // max(1, len(weights) * per_item))

@@ -196,12 +196,17 @@ class SirenMSEGrad:
         kw = {"device": coords.device, "dtype": coords.dtype}
         *hidden, last = spec.layers
         self.omegas = [layer.omega for layer in hidden]
+        self._sizes = [(max_networks, p, layer.out_features) for layer in hidden], (max_networks, last.out_features, p), kw
+        self._z: list[Tensor] = []  # the eager step's buffers, allocated on its first call
+
+    def _buffers(self) -> None:
+        hidden, out, kw = self._sizes
         # z_i = omega * (W h + b); (h_i, cos_i) = (sin z_i, cos z_i), cos kept for the backward
-        self._z = [torch.empty(max_networks, p, layer.out_features, **kw) for layer in hidden]
-        self._g = [torch.empty(max_networks, p, layer.out_features, **kw) for layer in hidden]
+        self._z = [torch.empty(s, **kw) for s in hidden]
+        self._g = [torch.empty(s, **kw) for s in hidden]
         # the output is computed transposed, [n, c, P]: W_L h^T is a faster bmm than h W_L^T
         # when c is 1 or 3
-        self._out = torch.empty(max_networks, last.out_features, p, **kw)
+        self._out = torch.empty(out, **kw)
 
     @torch.no_grad()
     def __call__(self, params: list[Tensor], y: Tensor) -> Tensor:
@@ -214,6 +219,8 @@ class SirenMSEGrad:
                 for t, g in zip(params, grads):
                     t.grad = g
                 return mse
+        if not self._z:
+            self._buffers()
         x = self.coords.unsqueeze(0).expand(n, *self.coords.shape)  # stride-0 batch view
 
         # ---- forward
