@@ -20,7 +20,7 @@ library calls, and the elementwise work between them (bias, omega, the polynomia
 products with the cosine, the bias sums) becomes a few fused loops with no per-op dispatch.
 Measured on the 2-core CPU at 83 networks per batch, alternating in one process, 1.12-1.2x
 the INR-steps/s of the buffered eager step with only sin/cos compiled. Compiling takes
-~7 s once per process and network depth (a one-network batch runs as two, since compiled
+~7 s once per process and network shape (a one-network batch runs as two, since compiled
 code specialises size 1). Where compiling is impossible (no C++ compiler) or switched off
 (``WEIGHTSPACE_COMPILE=0``), on GPUs and in float64, the buffered eager step runs, with
 ``torch.sin`` / ``torch.cos``.
