@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 import torch
-
 from _common import ROOT, environment, report_from, write_result
+
 from weightspace.core.transforms import RandomSymmetry
 from weightspace.models.registry import create_model
 from weightspace.tasks.classify import classify_zoo

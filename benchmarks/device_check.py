@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import environment, write_result
+from tests.specs import SPECS, example_input
+
 from weightspace import Weights, forward
 from weightspace.inr.siren import get_recipe
 from weightspace.models.registry import create_model
 from weightspace.signals import load_mnist_subset
 from weightspace.zoo.fit_inr import fit_inrs
-from tests.specs import SPECS, example_input
 
 
 def sync():

@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 import torch
-
 from _common import ROOT, environment, report_from, write_result
+
 from weightspace.inr.siren import DWSNETS
 from weightspace.signals import load_digits
 from weightspace.tasks.edit import edit_zoo, plot_edits

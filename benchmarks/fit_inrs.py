@@ -29,9 +29,9 @@ import statistics
 import time
 
 import torch
+from _common import environment, report_from, write_result
 from torch import nn
 
-from _common import environment, report_from, write_result
 from weightspace._malloc import keep_freed_memory
 from weightspace.inr.siren import get_recipe
 from weightspace.signals import load_mnist_subset

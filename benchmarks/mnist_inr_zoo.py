@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import environment, report_from, write_result
+
 from weightspace.inr.siren import DWSNETS
 from weightspace.signals import load_mnist_idx
 from weightspace.zoo.build import build_inr_zoo

@@ -20,8 +20,8 @@ import subprocess
 import sys
 
 import torch
-
 from _common import environment, write_result
+
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.models.registry import create_model, list_models

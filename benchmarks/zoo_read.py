@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import environment, write_result
+
 from weightspace import NetworkSpec, Weights
 from weightspace.zoo.store import Zoo, ZooWriter
 

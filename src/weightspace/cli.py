@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -53,20 +52,20 @@ def zoo_fit_inrs(
     dataset: str = typer.Option(
         "digits", help="digits | mnist-subset | shapes | tones | a folder: MNIST IDX files, CIFAR binary files, "
         "or <class>/<files> of images, .wav clips or meshes"),
-    kind: Optional[str] = typer.Option(None, help="read a folder as image | shape | audio (default: by its files)"),
+    kind: str | None = typer.Option(None, help="read a folder as image | shape | audio (default: by its files)"),
     recipe: str = typer.Option("dwsnets", help="dwsnets | nfn"),
-    steps: Optional[int] = typer.Option(None, help="override the recipe's step count (recorded in the recipe name)"),
-    limit: Optional[int] = typer.Option(None, help="images: at most this many per split; mesh / WAV folders: per class"),
-    per_class: Optional[int] = typer.Option(None, help="shapes / tones: signals per class"),
-    resolution: Optional[int] = typer.Option(None, help="shapes / meshes: grid points per axis"),
-    field: Optional[str] = typer.Option(None, help="shapes / meshes: sdf | udf | occupancy"),
-    length: Optional[int] = typer.Option(None, help="audio: samples per clip (WAVs are cropped / zero-padded)"),
+    steps: int | None = typer.Option(None, help="override the recipe's step count (recorded in the recipe name)"),
+    limit: int | None = typer.Option(None, help="images: at most this many per split; mesh / WAV folders: per class"),
+    per_class: int | None = typer.Option(None, help="shapes / tones: signals per class"),
+    resolution: int | None = typer.Option(None, help="shapes / meshes: grid points per axis"),
+    field: str | None = typer.Option(None, help="shapes / meshes: sdf | udf | occupancy"),
+    length: int | None = typer.Option(None, help="audio: samples per clip (WAVs are cropped / zero-padded)"),
     inrs_per_train_image: int = typer.Option(1, help="INRs per training signal, from different seeds (NFN: 10)"),
     seed: int = typer.Option(0),
     shard_size: int = typer.Option(256),
     device: str = typer.Option("cpu"),
     backend: str = typer.Option("local", help="local | ray (shards as Ray tasks)"),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)"),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)"),
 ) -> None:
     """Fit SIRENs to signals (images, 3D shapes, audio) into a zoo, many networks at once."""
     from weightspace.inr.siren import get_recipe
@@ -92,11 +91,11 @@ def zoo_fit_inrs(
 def zoo_render(
     path: Path = typer.Argument(..., help="zoo directory"),
     out: Path = typer.Option(..., "--out", "-o", help="figure to write (.png)"),
-    index: Optional[str] = typer.Option(None, help="network ids, comma-separated (e.g. 0,5,9)"),
-    split: Optional[str] = typer.Option(None, help="render the first --count networks of this split"),
+    index: str | None = typer.Option(None, help="network ids, comma-separated (e.g. 0,5,9)"),
+    split: str | None = typer.Option(None, help="render the first --count networks of this split"),
     count: int = typer.Option(8, help="networks to render when no --index is given"),
-    mesh: Optional[Path] = typer.Option(None, help="shapes: also write marching-cubes meshes (.obj or .ply)"),
-    resolution: Optional[int] = typer.Option(None, help="shapes: decode on this many grid points per axis"),
+    mesh: Path | None = typer.Option(None, help="shapes: also write marching-cubes meshes (.obj or .ply)"),
+    resolution: int | None = typer.Option(None, help="shapes: decode on this many grid points per axis"),
     originals: bool = typer.Option(True, help="load the zoo's source signals (if recorded) to show and compare"),
 ) -> None:
     """Decode INRs of a zoo back to signals; write a figure of reconstructions with their PSNR."""
@@ -122,7 +121,7 @@ def zoo_import(
     fmt: str = typer.Argument(..., metavar="FORMAT", help="dwsnets | nfn"),
     root: Path = typer.Argument(..., help="the dataset's folder"),
     out: Path = typer.Option(..., "--out", "-o", help="zoo directory to write"),
-    splits: Optional[Path] = typer.Option(None, help="dwsnets: the splits JSON (default: ROOT/splits.json)"),
+    splits: Path | None = typer.Option(None, help="dwsnets: the splits JSON (default: ROOT/splits.json)"),
     swap_xy: bool = typer.Option(True, help="dwsnets: adapt its (column, row) inputs to the zoo's (row, column)"),
     prefix: str = typer.Option("randinit_smaller", help="nfn: folder prefix"),
     shard_size: int = typer.Option(256),
@@ -155,7 +154,7 @@ def train(
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
     augment: str = typer.Option("", help="random symmetries applied to training batches: e.g. 'sign' or 'permutation,scale'"),
-    mixup: Optional[float] = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
+    mixup: float | None = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
@@ -187,7 +186,7 @@ def edit(
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
-    figure: Optional[Path] = typer.Option(None, "--figure", help="write input / target / edited images here"),
+    figure: Path | None = typer.Option(None, "--figure", help="write input / target / edited images here"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train a weight-to-weight model to dilate the zoo's INRs; report test MSE."""
@@ -264,7 +263,7 @@ def nern_train_reference(
                   f"({res.seconds:.0f} s)")
 
 
-def _nern_data(dataset: Optional[str], meta: dict, seed: Optional[int]):
+def _nern_data(dataset: str | None, meta: dict, seed: int | None):
     from weightspace.zoo.train_cnn import load_classification_data
 
     name = dataset or meta.get("dataset")
@@ -277,8 +276,8 @@ def _nern_data(dataset: Optional[str], meta: dict, seed: Optional[int]):
 def nern_fit(
     model: Path = typer.Argument(..., help="reference CNN file (from `nern train-reference`)"),
     out: Path = typer.Option(..., "--out", "-o", help="predictor file to write (safetensors)"),
-    dataset: Optional[str] = typer.Option(None, help="images for distillation and evaluation [default: the model's]"),
-    data_seed: Optional[int] = typer.Option(None, help="split seed [default: the model's]"),
+    dataset: str | None = typer.Option(None, help="images for distillation and evaluation [default: the model's]"),
+    data_seed: int | None = typer.Option(None, help="split seed [default: the model's]"),
     hidden: int = typer.Option(128, help="predictor width"),
     depth: int = typer.Option(4, help="predictor hidden layers"),
     frequencies: int = typer.Option(8, help="positional-encoding frequencies per coordinate"),
@@ -327,7 +326,7 @@ def nern_fit(
 def nern_reconstruct(
     predictor: Path = typer.Argument(..., help="predictor file (from `nern fit`)"),
     out: Path = typer.Option(..., "--out", "-o", help="model file to write (safetensors)"),
-    dataset: Optional[str] = typer.Option(None, help="evaluate on this dataset's test split [default: the model's]"),
+    dataset: str | None = typer.Option(None, help="evaluate on this dataset's test split [default: the model's]"),
     original_order: bool = typer.Option(True, help="undo the reordering (same function either way)"),
 ) -> None:
     """Rebuild the CNN from a predictor, write it as safetensors and report its accuracy."""

@@ -13,8 +13,9 @@ import copy
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import lightning.pytorch as L
 import torch

@@ -1,11 +1,17 @@
 import pytest
 import torch
 
-from weightspace import Weights, forward, permute
+from tests.specs import SPECS, example_input, random_weights
+from weightspace import forward, permute
 from weightspace.core.align import align, canonicalize
 from weightspace.core.symmetry import act, function_preserving_kinds, sample_group_element
-from weightspace.core.transforms import AlignedMixup, GaussianNoise, RandomSymmetry, Standardize, WeightDropout
-from tests.specs import SPECS, example_input, random_weights
+from weightspace.core.transforms import (
+    AlignedMixup,
+    GaussianNoise,
+    RandomSymmetry,
+    Standardize,
+    WeightDropout,
+)
 
 
 @pytest.mark.parametrize("name", ["siren", "mlp_relu", "cnn", "mlp_tanh_nobias"])

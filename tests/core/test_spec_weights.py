@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from weightspace import LayerSpec, NetworkSpec, Sine, Weights, forward
 from tests.specs import SPECS, example_input, random_weights
+from weightspace import LayerSpec, NetworkSpec, Sine, Weights, forward
 
 
 @pytest.mark.parametrize("name", SPECS)

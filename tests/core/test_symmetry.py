@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from tests.specs import SPECS, example_input
 from weightspace import Weights, act, assert_invariant, assert_not_invariant, forward, permute
 from weightspace.core.symmetry import function_preserving_kinds, sample_group_element, uncoupled_permutation
-from tests.specs import SPECS, example_input
 
 
 def _weights(spec, seeds=4):

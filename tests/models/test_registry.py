@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from tests.specs import SPECS, random_weights
 from weightspace import Weights, assert_equivariant, assert_invariant, assert_not_invariant
 from weightspace.models.dws import EquivariantLayer
 from weightspace.models.registry import create_model, list_models, model_info
-from tests.specs import SPECS, random_weights
 
 OUT = 3
 

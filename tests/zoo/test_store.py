@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.specs import SPECS, random_weights
 from weightspace import NetworkSpec, Weights
 from weightspace.zoo.store import Zoo, ZooError, ZooWriter, assign_splits
-from tests.specs import SPECS, random_weights
 
 SPEC = NetworkSpec.siren(2, [8, 8], 1)
 

@@ -8,8 +8,8 @@ rescaling. The spec consults this table; nothing else hard-codes those facts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

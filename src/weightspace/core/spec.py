@@ -17,8 +17,9 @@ Input and output neurons are never permuted.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -123,7 +124,7 @@ class NetworkSpec:
         bias: bool = True,
         omega: float = 1.0,
         final_activation: str = "identity",
-    ) -> "NetworkSpec":
+    ) -> NetworkSpec:
         """An MLP ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``."""
         if len(sizes) < 2:
             raise ValueError("an MLP needs at least an input and an output size")
@@ -143,7 +144,7 @@ class NetworkSpec:
         )
 
     @classmethod
-    def siren(cls, in_features: int, hidden: Sequence[int], out_features: int, omega: float = 30.0) -> "NetworkSpec":
+    def siren(cls, in_features: int, hidden: Sequence[int], out_features: int, omega: float = 30.0) -> NetworkSpec:
         """A SIREN: sine layers with frequency ``omega`` and a linear output layer."""
         return cls.mlp([in_features, *hidden, out_features], activation="sine", omega=omega)
 
@@ -156,7 +157,7 @@ class NetworkSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NetworkSpec":
+    def from_dict(cls, data: dict[str, Any]) -> NetworkSpec:
         if not isinstance(data, dict) or "layers" not in data:
             raise ValueError("not a NetworkSpec: expected a mapping with 'layers'")
         fmt = data.get("format", SPEC_FORMAT)
@@ -175,7 +176,7 @@ class NetworkSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "NetworkSpec":
+    def from_json(cls, text: str) -> NetworkSpec:
         return cls.from_dict(json.loads(text))
 
     # ------------------------------------------------------------------ facts
@@ -261,7 +262,7 @@ class NetworkSpec:
                 torch.random.set_rng_state(gen_state)
 
     @classmethod
-    def from_module(cls, module: nn.Module) -> "NetworkSpec":
+    def from_module(cls, module: nn.Module) -> NetworkSpec:
         """Read the spec of a module whose leaves run in registration order (e.g. an
         ``nn.Sequential``): Linear, Conv2d, known activations, global pooling, Flatten;
         Dropout is skipped (it has no weights). Anything else raises ValueError."""

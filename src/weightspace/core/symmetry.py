@@ -12,8 +12,9 @@ Conventions: a permutation ``p`` of a hidden layer sends new neuron ``j`` to old
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -102,7 +103,7 @@ def sample_group_element(
     if unknown:
         raise ValueError(f"unknown symmetry kinds {sorted(unknown)}")
     groups = spec.permutation_groups()
-    shape = lambda g: (g.size,) if batch_size is None else (batch_size, g.size)  # noqa: E731
+    shape = lambda g: (g.size,) if batch_size is None else (batch_size, g.size)
     perms = spec.sample_permutation(batch_size, generator=generator) if "permutation" in kinds else (None,) * len(groups)
     signs, scales = [], []
     for g in groups:

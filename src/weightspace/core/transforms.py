@@ -27,7 +27,7 @@ class Standardize:
     std: tuple[float, ...]
 
     @classmethod
-    def fit(cls, weights: Weights) -> "Standardize":
+    def fit(cls, weights: Weights) -> Standardize:
         ts = weights.tensors()
         return cls(
             tuple(float(t.mean()) for t in ts),

@@ -11,8 +11,8 @@ hidden representations of weight-space models carry ``C > 1`` features per entry
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -76,7 +76,7 @@ class Weights:
         return f"Weights(B={self.batch_size}, C={self.channels}, dtype={self.dtype}, spec={self.spec.describe()})"
 
     # ------------------------------------------------------------------ transforms
-    def map(self, fn: Callable[[Tensor], Tensor]) -> "Weights":
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Weights:
         """Apply ``fn`` to every tensor; ``fn`` must keep the leading ``[B, C]`` consistent."""
         return Weights(
             self.spec,
@@ -84,16 +84,16 @@ class Weights:
             tuple(None if b is None else fn(b) for b in self.biases),
         )
 
-    def to(self, *args, **kwargs) -> "Weights":
+    def to(self, *args, **kwargs) -> Weights:
         return self.map(lambda t: t.to(*args, **kwargs))
 
-    def detach(self) -> "Weights":
+    def detach(self) -> Weights:
         return self.map(Tensor.detach)
 
-    def clone(self) -> "Weights":
+    def clone(self) -> Weights:
         return self.map(Tensor.clone)
 
-    def __getitem__(self, index: Index) -> "Weights":
+    def __getitem__(self, index: Index) -> Weights:
         """Select networks. Always returns a batch: an int index keeps ``B = 1``."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
@@ -102,7 +102,7 @@ class Weights:
         return self.map(lambda t: t[index])
 
     @staticmethod
-    def cat(batches: Sequence["Weights"]) -> "Weights":
+    def cat(batches: Sequence[Weights]) -> Weights:
         """Concatenate batches of one spec along B."""
         if not batches:
             raise ValueError("nothing to concatenate")
@@ -119,7 +119,7 @@ class Weights:
             ),
         )
 
-    def with_biases_filled(self) -> "Weights":
+    def with_biases_filled(self) -> Weights:
         """Zeros in place of missing biases (for models that treat every layer alike).
         The result no longer matches a spec without bias, so its spec marks all biases."""
         from dataclasses import replace
@@ -137,7 +137,7 @@ class Weights:
         return torch.cat([t.reshape(b, c, -1) for t in self.tensors()], dim=2)
 
     @classmethod
-    def unflatten(cls, spec: NetworkSpec, flat: Tensor) -> "Weights":
+    def unflatten(cls, spec: NetworkSpec, flat: Tensor) -> Weights:
         """Inverse of `flatten`: ``flat`` is ``[B, C, P]`` or ``[B, P]`` (then C = 1)."""
         if flat.dim() == 2:
             flat = flat.unsqueeze(1)
@@ -157,7 +157,7 @@ class Weights:
         return cls(spec, tuple(ws), tuple(bs))
 
     @classmethod
-    def from_tensors(cls, spec: NetworkSpec, tensors: Sequence[Tensor]) -> "Weights":
+    def from_tensors(cls, spec: NetworkSpec, tensors: Sequence[Tensor]) -> Weights:
         """Raw weights (C = 1) from stacked per-layer tensors without the C axis, in
         `tensors()` order: ``W_i [B, out, in, *k]`` then ``b_i [B, out]`` where the layer has
         a bias. The result holds views (``unsqueeze``), so gradients flow back to ``tensors``;
@@ -173,7 +173,7 @@ class Weights:
 
     # ------------------------------------------------------------------ modules and state dicts
     @classmethod
-    def from_modules(cls, modules: Iterable[nn.Module], spec: NetworkSpec | None = None) -> "Weights":
+    def from_modules(cls, modules: Iterable[nn.Module], spec: NetworkSpec | None = None) -> Weights:
         """Stack the parameters of modules (read with `NetworkSpec.from_module` if no spec)."""
         modules = list(modules)
         if not modules:
@@ -193,7 +193,7 @@ class Weights:
         state_dicts: Iterable[Mapping[str, Tensor]],
         spec: NetworkSpec,
         keys: Sequence[tuple[str, str | None]] | None = None,
-    ) -> "Weights":
+    ) -> Weights:
         """Stack state dicts. ``keys`` gives (weight key, bias key) per layer; the default
         is the layout of `NetworkSpec.build_module`. Every key and shape is checked."""
         keys = tuple(keys) if keys is not None else spec.state_dict_keys()

@@ -14,9 +14,10 @@ figure, marching cubes for a mesh); audio on its sample grid.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -260,8 +261,8 @@ __all__ = [
     "decode_grid",
     "marching_cubes",
     "mid_slice",
-    "reconstruct",
     "recipe_of",
+    "reconstruct",
     "render_zoo",
     "save_figure",
     "select_positions",

@@ -71,7 +71,7 @@ class NeuralGraph:
         return ids
 
     @staticmethod
-    def from_weights(weights: Weights, *, max_inputs: int, max_outputs: int, max_layers: int, max_kernel: int) -> "NeuralGraph":
+    def from_weights(weights: Weights, *, max_inputs: int, max_outputs: int, max_layers: int, max_kernel: int) -> NeuralGraph:
         spec, b, c = weights.spec, weights.batch_size, weights.channels
         L = spec.num_layers
         NeuralGraph.check_limits(spec, max_inputs=max_inputs, max_outputs=max_outputs, max_layers=max_layers,
@@ -113,7 +113,7 @@ class NeuralGraph:
         )
 
     @staticmethod
-    def cat(graphs: list["NeuralGraph"]) -> "NeuralGraph":
+    def cat(graphs: list[NeuralGraph]) -> NeuralGraph:
         """Batch graphs of different architectures (feature sizes must agree)."""
         node_shift, graph_shift = 0, 0
         parts: dict[str, list[Tensor]] = {k: [] for k in ("node_feat", "node_id", "node_graph", "is_output", "edge_feat", "src", "dst")}

@@ -4,7 +4,7 @@ It ignores the weight-space symmetry entirely, which is why it is the baseline."
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

@@ -3,8 +3,9 @@ runs its property checks over `list_models()`, so a new model is tested on arriv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from torch import nn
 

@@ -15,9 +15,10 @@ one-per-signal zoo), then copy 1 of every training signal, and so on. Seeds:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch

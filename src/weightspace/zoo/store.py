@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -294,7 +295,7 @@ class ZooWriter:
                 table.append({"id": index * self.shard_size + r, "shard": index, "row": r, **row})
         _write_table(self.path, table)
 
-    def finalize(self, **provenance: Any) -> "Zoo":
+    def finalize(self, **provenance: Any) -> Zoo:
         self.meta["provenance"].update(provenance)
         self.meta["num_networks"] = sum(map(len, self._rows.values()))
         self.meta["complete"] = True
@@ -326,7 +327,7 @@ class Zoo:
         self._row_of = table["row"].to_numpy(np.int64)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Zoo":
+    def open(cls, path: str | os.PathLike) -> Zoo:
         path = Path(path)
         meta = _read_zoo_json(path)
         table = _read_table(path)
