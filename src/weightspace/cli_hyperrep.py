@@ -129,9 +129,9 @@ def sample(
     dataset: Annotated[str | None, typer.Option(help="images to evaluate on [default: those the zoo records]")] = None,
     test_images: Annotated[int, typer.Option(help="test images (a seeded subset) when not a classifier zoo")] = 1000,
     finetune_steps: Annotated[int, typer.Option(help="also fine-tune samples and random inits for this many steps")] = 0,
-    bandwidth: Annotated[str, typer.Option(help="KDE bandwidth in std units, 'select' (most accurate samples on the "
-                                                "zoo's training images, never the test images) or 'cv' (best "
-                                                "held-out likelihood of the embeddings)")] = "select",
+    bandwidth: Annotated[str, typer.Option(help="KDE bandwidth in std units, 'select' (the widest whose samples match "
+                                                "the zoo's models on its training images, never the test images) or "
+                                                "'cv' (best held-out likelihood of the embeddings)")] = "select",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the sampled networks as a zoo here")] = None,
     figure: Annotated[Path | None, typer.Option(help="accuracy histogram of sampled vs zoo models (PNG)")] = None,
     seed: Annotated[int, typer.Option()] = 0,

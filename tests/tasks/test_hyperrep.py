@@ -28,6 +28,7 @@ from weightspace.tasks.hyperrep_sample import (
     random_networks,
     sample_embeddings,
     sample_from_zoo,
+    select_bandwidth,
     select_good,
 )
 from weightspace.train import TrainConfig
@@ -149,12 +150,22 @@ def test_bandwidth_is_selected_on_other_images_than_the_test_images(zoo, trained
         sample_from_zoo(trained.model, weights, table, test, n=4, bandwidth="select")
     report = sample_from_zoo(trained.model, weights, table, test, n=6, bandwidth="select", select=(images[20:], labels[20:]))
     assert set(report.selection) == set(SELECT_GRID) and report.bandwidth_rule == "select"
-    # the kept bandwidth is the best on the selection images, recomputed here independently
-    best = max(SELECT_GRID, key=lambda bw: (round(report.selection[bw], 6), bw))
-    assert report.bandwidth == pytest.approx(best)
+    # the kept bandwidth: the widest whose samples match the zoo's models on the selection images
+    assert report.selection_reference is not None and 0 <= report.selection_reference <= 1
+    reaching = [bw for bw in SELECT_GRID if report.selection[bw] >= report.selection_reference]
+    want = max(reaching) if reaching else max(SELECT_GRID, key=lambda bw: (round(report.selection[bw], 6), bw))
+    assert report.bandwidth == pytest.approx(want)
     assert report.sampled.shape == (6,) and report.novelty.shape == (6,)
     fixed = sample_from_zoo(trained.model, weights, table, test, n=6, bandwidth=0.5)
     assert fixed.bandwidth_rule == "fixed" and fixed.selection == {}
+
+
+def test_select_bandwidth_prefers_the_widest_that_matches_the_zoo():
+    accs = {1.0: 0.20, 0.5: 0.31, 0.25: 0.33, 0.1: 0.35}
+    assert select_bandwidth(accs, reference=0.30) == 0.5  # 1.0 falls short; 0.5 is the widest that reaches it
+    assert select_bandwidth(accs, reference=0.10) == 1.0
+    assert select_bandwidth(accs, reference=0.90) == 0.1  # none reaches it: the most accurate
+    assert select_bandwidth({1.0: 0.3, 0.5: 0.3}, reference=0.9) == 1.0  # ties go to the wider
 
 
 def test_novelty_is_zero_for_copies_and_grows_with_distance(gen):

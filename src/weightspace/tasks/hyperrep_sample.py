@@ -4,8 +4,10 @@ A kernel density estimate is fitted to the embeddings of good zoo models (the to
 fraction by accuracy); samples from it are decoded to networks, which run at once (no
 training) and can be fine-tuned. The bandwidth is chosen either by held-out likelihood of
 the embeddings (``"cv"``) or by the accuracy of decoded samples on images other than the
-test images (``"select"``: the zoo's training images), so that no choice looks at the test set. Networks are evaluated on images with the one
-functional forward (`weightspace.core.functional.forward`), all of a batch at once.
+test images (``"select"``: the widest bandwidth whose samples match the zoo's own models on
+the zoo's training images), so that no choice looks at the test set. Networks are evaluated
+by the population evaluator (`weightspace.zoo.population.evaluate_population`), which runs
+the one functional forward (`weightspace.core.functional.forward`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,16 @@ def sample_embeddings(embeddings: Tensor, n: int, *, bandwidth: float | str = "c
 
 
 SELECT_GRID = (1.0, 0.5, 0.25, 0.1)  # bandwidths "select" tries, in std units, widest first
+
+
+def select_bandwidth(selection: dict[float, float], reference: float) -> float:
+    """The widest bandwidth whose samples' mean accuracy reaches ``reference`` (the zoo's own
+    models on the same images): samples as good as the zoo's, spread as far from the good
+    models as that allows. When none reaches it, the most accurate (ties: the wider)."""
+    good_enough = [bw for bw, acc in selection.items() if acc >= reference]
+    if good_enough:
+        return max(good_enough)
+    return max(selection, key=lambda bw: (round(selection[bw], 6), bw))
 
 
 def novelty(samples: Tensor, good: Tensor, density: EmbeddingDensity) -> Tensor:
@@ -216,6 +228,7 @@ class SampleReport:
     zoo_checked: Tensor  # table accuracies of those same models
     novelty: Tensor  # [n] distance of each sample to the nearest good model (see `novelty`)
     selection: dict[float, float] = field(default_factory=dict)  # "select": bandwidth -> mean accuracy on the selection images
+    selection_reference: float | None = None  # "select": the zoo's models' mean accuracy on those images
     finetune: dict[str, dict[int, Tensor]] = field(default_factory=dict)  # group -> step -> accuracies
     samples: Weights | None = None
 
@@ -227,6 +240,7 @@ class SampleReport:
             "bandwidth": self.bandwidth,
             "bandwidth_rule": self.bandwidth_rule,
             "selection": {str(k): v for k, v in self.selection.items()},
+            "selection_reference": self.selection_reference,
             "novelty_median": float(self.novelty.median()),
             "novelty_min": float(self.novelty.min()),
             "zoo_mean": mean(self.zoo),
@@ -266,8 +280,8 @@ def sample_from_zoo(
 
     ``bandwidth``: a number (std units), ``"cv"`` (held-out likelihood of the embeddings) or
     ``"select"``: each of `SELECT_GRID` is tried with ``n`` other samples (seed + 1) measured
-    on ``select`` (images, labels; never the test images) and the most accurate is kept (ties
-    go to the wider one).
+    on ``select`` (images, labels; never the test images), and `select_bandwidth` keeps the
+    widest whose samples are as accurate there as the zoo's own models of that activation.
 
     With ``finetune_steps``, ``finetune_networks`` samples and as many randomly initialised
     networks are trained for that many steps on ``train`` and measured along the way.
@@ -286,6 +300,7 @@ def sample_from_zoo(
 
     good_z = embed(model, good_w)
     selection: dict[float, float] = {}
+    reference: float | None = None
     rule = bandwidth if isinstance(bandwidth, str) else "fixed"
     if bandwidth == "select":
         if select is None:
@@ -293,7 +308,10 @@ def sample_from_zoo(
         for bw in SELECT_GRID:
             trial = EmbeddingDensity.fit(good_z, bw).sample(n, seed=seed + 1)
             selection[bw] = float(accuracy(decode_samples(model, trial, spec), *select).mean())
-        bandwidth = max(SELECT_GRID, key=lambda bw: (round(selection[bw], 6), bw))
+        # the bar: the zoo's own models (this activation, a seeded sample) on the same images
+        ref_rows = np.random.default_rng(seed + 2).choice(zoo_rows, size=min(128, len(zoo_rows)), replace=False)
+        reference = float(accuracy(_relabel(weights[torch.as_tensor(ref_rows)], spec), *select).mean())
+        bandwidth = select_bandwidth(selection, reference)
     density = EmbeddingDensity.fit(good_z, bandwidth, seed=seed)
     z = density.sample(n, seed=seed)
     samples = decode_samples(model, z, spec)
@@ -313,6 +331,7 @@ def sample_from_zoo(
         zoo_checked=torch.as_tensor(acc[checked]),
         novelty=novelty(z, good_z, density),
         selection=selection,
+        selection_reference=reference,
         samples=samples,
     )
     if finetune_steps > 0:
