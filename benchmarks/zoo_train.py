@@ -84,13 +84,12 @@ def markdown(f: dict) -> str:
     main = [r for r in rows if r["batch_size"] == 32] or rows
     hit = all(r["speedup"] >= 5 for r in main)
     why = (
-        ". Where the time goes (profiled on this CPU): for the small CNN, oneDNN's grouped convolution — its backward "
-        "(input gradient of the second layer, weight gradient of the first) is ~60% of a stacked step, and unfold + "
-        "bmm or channels-last formulations measured slower; for the MLP, the elementwise passes over the stacked "
-        "parameters each step (the optimiser's and the divergence check's) run from memory, while one network's "
-        "parameters stay in cache in the one-by-one loop. Larger groups do not change this: 576 runs per call "
-        "(groups of ~64 networks) gave 1.5x and 1.9x. The gain shows where per-step Python dominates (the batch-8 "
-        "rows) and would on a GPU, which this task did not have."
+        ". Where the time goes (torch.profiler on this CPU, not part of this script): for the small CNN, oneDNN's "
+        "grouped convolution, mostly its backward; for the MLP, the elementwise passes over the stacked parameters "
+        "each step (the optimiser's and the divergence check's), which run from memory while one network's parameters "
+        "stay in cache in the one-by-one loop. Larger groups did not change the ratios (`python benchmarks/zoo_train.py "
+        "--runs 576 --runs-per-shard 576 --batch-sizes 32`, same day: 1.5x and 1.9x). The gain shows where per-step "
+        "Python dominates (the batch-8 rows) and would on a GPU, which this task did not have."
     )
     return f"""Training a population of classifiers on {args.n_train} MNIST images ({args.dataset}), {args.epochs} epochs,
 checkpoints at epoch 0 and {args.epochs} evaluated on the run's training subset and {args.n_test} test images, runs

@@ -227,7 +227,7 @@ class SirenMSEGrad:
         h, hs, coss = x, [], []
         for w, b, z, om in zip(ws, bs, self._z, self.omegas):
             z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), beta=om, alpha=om, out=z[:n])
-            h, cz = sincos(z)
+            h, cz = _sincos_torch(z)  # the eager step runs where the compiled one cannot
             hs.append(h)
             coss.append(cz)
         r = torch.baddbmm(bs[-1].unsqueeze(2), ws[-1], h.transpose(1, 2), out=self._out[:n])
