@@ -1,14 +1,16 @@
 """Training a population of classifiers at once: stacked parameters, one grouped forward.
 
-The ``B`` networks of a group share a spec, an activation and an optimiser kind; their
-parameters are stacked along a leading axis (``[B, out, in, *kernel]``), every step feeds
+All networks of a call share a spec up to the hidden activation; they are sorted by
+activation and stacked along a leading axis (``[B, out, in, *kernel]``), every step feeds
 each network its own minibatch (``x [B, b, ...]``) through the grouped convolution /
-batched matmul of `weightspace.core.functional`, and the optimiser update runs on the
-stacked tensors with per-network learning rate, weight decay and dropout rate.
+batched matmul of `weightspace.core.functional`, each block of networks goes through its own
+activation, and one optimiser update (`weightspace.zoo.stacked_optim`) runs on the stacked
+tensors with per-network optimiser, learning rate and weight decay, next to per-network
+dropout rates. Small CNNs on a CPU are stacked 16 at a time (see `CPU_CONV_STACK`).
 
 A network's training depends only on its `RunConfig` (init seed, subset, data order),
 never on which networks it was stacked with, except for the dropout masks, which come
-from the group's generator. `train_sequential` trains one run the plain PyTorch way
+from the stack's generator. `train_sequential` trains one run the plain PyTorch way
 (``nn.Module`` + ``torch.optim``) from the same initialisation and batches: the tests
 check that both give the same weights, and the throughput benchmark races them.
 
@@ -36,8 +38,7 @@ from weightspace.core.functional import _conv, _linear, forward
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.zoo.search_space import RunConfig, ZooRecipe, spec_with_activation
-
-ADAM_BETAS, EPS, SGD_MOMENTUM, RMSPROP_ALPHA = (0.9, 0.999), 1e-8, 0.9, 0.99
+from weightspace.zoo.stacked_optim import ADAM_BETAS, EPS, RMSPROP_ALPHA, SGD_MOMENTUM, StackedOptimizer
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,47 +114,7 @@ def _data_generator(run: RunConfig) -> torch.Generator:
     return torch.Generator().manual_seed(run.seed + 1)  # not the init stream
 
 
-# ---------------------------------------------------------------------- stacked optimisers
-class StackedOptimizer:
-    """Adam / SGD with momentum / RMSprop (PyTorch's formulas, L2 weight decay added to the
-    gradient) on stacked parameters ``[B, ...]`` with per-network ``lr`` and ``weight_decay``."""
-
-    def __init__(self, kind: str, params: Sequence[Tensor], lr: Tensor, weight_decay: Tensor) -> None:
-        self.kind, self.lr, self.wd, self.t = kind, lr, weight_decay, 0
-        self.state = [[torch.zeros_like(p) for _ in range(2 if kind == "adam" else 1)] for p in params]
-
-    @staticmethod
-    def _per_net(v: Tensor, like: Tensor) -> Tensor:
-        return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-    @torch.no_grad()
-    def step(self, params: Sequence[Tensor], grads: Sequence[Tensor], active: Tensor) -> None:
-        self.t += 1
-        for p, g, st in zip(params, grads, self.state):
-            lr = self._per_net(self.lr * active, p)
-            g = torch.addcmul(g, self._per_net(self.wd, p), p)  # + L2 term, one pass
-            # in-place temporaries: on small networks these passes over the stacked
-            # parameters cost as much as the forward and backward
-            if self.kind == "adam":
-                m, v = st
-                m.lerp_(g, 1 - ADAM_BETAS[0])
-                v.mul_(ADAM_BETAS[1]).addcmul_(g, g, value=1 - ADAM_BETAS[1])
-                bc1, bc2 = 1 - ADAM_BETAS[0] ** self.t, 1 - ADAM_BETAS[1] ** self.t
-                denom = v.sqrt().div_(math.sqrt(bc2)).add_(EPS)
-                p.sub_(torch.div(m, denom).mul_(lr / bc1))
-            elif self.kind == "sgd":
-                (buf,) = st
-                if self.t == 1:
-                    buf.copy_(g)
-                else:
-                    buf.mul_(SGD_MOMENTUM).add_(g)
-                p.sub_(lr * buf)
-            else:
-                (sq,) = st
-                sq.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-                p.sub_(g.div_(sq.sqrt().add_(EPS)).mul_(lr))
-
-
+# ---------------------------------------------------------------------- the plain optimisers
 def torch_optimizer(run: RunConfig, params) -> torch.optim.Optimizer:
     """The ``torch.optim`` optimiser that `StackedOptimizer` vectorises (for plain loops)."""
     if run.optimizer == "adam":
@@ -165,35 +126,71 @@ def torch_optimizer(run: RunConfig, params) -> torch.optim.Optimizer:
 
 # ---------------------------------------------------------------------- forward with dropout
 def dropout_forward(spec: NetworkSpec, params: Sequence[Tensor], x: Tensor, rate: Tensor | None,
-                    generator: torch.Generator | None = None) -> Tensor:
+                    generator: torch.Generator | None = None,
+                    activations: Sequence[tuple[str, int]] | None = None) -> Tensor:
     """`weightspace.core.functional.forward` of stacked raw parameters (``[B, out, in, ...]``,
     weight then bias per layer, as `Weights.tensors` without the C axis), with per-network
     dropout ``rate [B]`` (rounded to multiples of 1/256) after every hidden layer's activation. ``x``: ``[B, n, ...]``;
-    returns ``[B, n, out]``. ``rate=None`` is exactly the functional forward."""
-    if rate is None or not bool((rate > 0).any()):
+    returns ``[B, n, out]``. ``rate=None`` is exactly the functional forward.
+
+    ``activations``: the hidden layers' activation per consecutive block of networks, as
+    ``(name, count)`` pairs summing to ``B`` (networks sorted by activation); by default
+    ``spec``'s activations for all.
+    """
+    if (rate is None or not bool((rate > 0).any())) and activations is None:
         return forward(Weights.from_tensors(spec, params), x)
+    dropout = rate is not None and bool((rate > 0).any())
     b, h, k = x.shape[0], x, 0
-    # Masks from 8-bit random numbers (drop where r < d, d = round(256 * rate)): a quarter of
-    # the random bits and passes of float masks, which cost as much as the convolutions on a
-    # CPU. Rates are thereby rounded to multiples of 1/256; the scale 256 / (256 - d) keeps
-    # the expected activation exact.
-    drop = (rate * 256).round().clamp(0, 255)
-    scale = 256.0 / (256.0 - drop)
-    drop = drop.to(torch.uint8)
+    if dropout:
+        # Masks from 8-bit random numbers (drop where r < d, d = round(256 * rate)): a quarter of
+        # the random bits and passes of float masks, which cost as much as the convolutions on a
+        # CPU. Rates are thereby rounded to multiples of 1/256; the scale 256 / (256 - d) keeps
+        # the expected activation exact.
+        drop = (rate * 256).round().clamp(0, 255)
+        scale = 256.0 / (256.0 - drop)
+        drop = drop.to(torch.uint8)
     for i, layer in enumerate(spec.layers):
         w = params[k]
         bias = params[k + 1] if layer.bias else None
         k += 1 + layer.bias
-        h = _linear(h, w, bias, i) if layer.kind == "linear" else _conv(h, w, bias, layer.stride, layer.padding, b, i)
-        if layer.activation != "identity":
+        if layer.kind == "linear":
+            h = _linear_t(h, w, bias, i) if h.dim() == 3 else _linear(h, w, bias, i)
+        else:
+            h = _conv(h, w, bias, layer.stride, layer.padding, b, i)
+        if i < spec.num_layers - 1 and activations is not None:
+            h = _activate_blocks(h, activations, layer.omega)
+        elif layer.activation != "identity":
             h = get_activation(layer.activation).fn(h, layer.omega)
-        if i < spec.num_layers - 1:
+        if dropout and i < spec.num_layers - 1:
             view = (-1, *([1] * (h.dim() - 1)))
             r = _random_bytes(h.shape, generator, h.device)
             h = h * (r >= drop.view(view)).to(h.dtype).mul_(scale.view(view))
         if spec.pool != "none" and i == spec.num_conv - 1:
             h = h.mean(dim=(-2, -1)) if spec.pool == "avg" else h.amax(dim=(-2, -1))
     return h
+
+
+def _linear_t(h: Tensor, w: Tensor, bias: Tensor | None, i: int) -> Tensor:
+    """`_linear` computed as ``(W h^T + b)^T`` (h: ``[B, N, in]``, w: ``[B, out, in]``; returns a
+    ``[B, N, out]`` view of a ``[B, out, N]`` tensor): autograd then hands back the weight's
+    gradient in the weight's own layout, not as a transposed view, which the optimiser's loop
+    would read with a stride (measured: 3.7 vs 1.8 ms per step for 64 stacked MLPs)."""
+    if h.shape[-1] != w.shape[-1]:
+        raise ValueError(f"layer {i}: input has {h.shape[-1]} features, the layer takes {w.shape[-1]}")
+    h_t = h.transpose(1, 2)
+    out = torch.bmm(w, h_t) if bias is None else torch.baddbmm(bias.unsqueeze(2), w, h_t)
+    return out.transpose(1, 2)
+
+
+def _activate_blocks(h: Tensor, blocks: Sequence[tuple[str, int]], omega: float) -> Tensor:
+    """Each block of networks (``h``'s leading axis) through its own activation."""
+    if len(blocks) == 1:
+        return get_activation(blocks[0][0]).fn(h, omega)
+    parts, lo = [], 0
+    for name, count in blocks:
+        parts.append(get_activation(name).fn(h[lo:lo + count], omega))
+        lo += count
+    return torch.cat(parts)
 
 
 def _random_bytes(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -213,7 +210,7 @@ def evaluate_population(weights: Weights, x: Tensor, y: Tensor, *, max_floats: i
     images) 274-291 ms that way against 363-539 ms as one grouped convolution, which suits
     training's small per-network batches but not evaluation's one large shared batch.
     """
-    if weights.spec.num_conv and x.device.type == "cpu" and len(weights) > 1:
+    if len(weights) > 1 and _one_at_a_time(weights, x):
         parts = [evaluate_population(weights[i : i + 1], x, y, max_floats=max_floats) for i in range(len(weights))]
         return torch.cat([c for c, _ in parts]), torch.cat([loss for _, loss in parts])
     width = max(layer.out_features for layer in weights.spec.layers)
@@ -228,17 +225,36 @@ def evaluate_population(weights: Weights, x: Tensor, y: Tensor, *, max_floats: i
     return torch.cat(correct, 1), torch.cat(losses, 1)
 
 
+def _one_at_a_time(weights: Weights, x: Tensor) -> bool:
+    """Whether `evaluate_population` runs these networks one by one (see there)."""
+    return len(weights) == 1 or bool(weights.spec.num_conv and x.device.type == "cpu")
+
+
 def _metrics(weights: Weights, data: ClassifierData, masks: Tensor) -> dict[str, Tensor]:
-    """Train metrics over each run's own subset (``masks [B, N_train]``), test over all."""
-    c_tr, l_tr = evaluate_population(weights, data.train_x, data.train_y)
+    """Train metrics over each run's own subset (``masks [B, N_train]``), test over all.
+
+    Networks evaluated one at a time see only their own training images; stacked networks
+    share one input and are masked afterwards.
+    """
     c_te, l_te = evaluate_population(weights, data.test_x, data.test_y)
-    m = masks.float()
-    train_acc = (c_tr.float() * m).sum(1) / m.sum(1)
+    if _one_at_a_time(weights, data.train_x):
+        acc, loss = [], []
+        for j in range(len(weights)):
+            sub = masks[j].nonzero().squeeze(1)
+            c, l_ = evaluate_population(weights[j : j + 1], data.train_x[sub], data.train_y[sub])
+            acc.append(c.float().mean(1))
+            loss.append(l_.mean(1))
+        train_acc, train_loss = torch.cat(acc), torch.cat(loss)
+    else:
+        c_tr, l_tr = evaluate_population(weights, data.train_x, data.train_y)
+        m = masks.float()
+        train_acc = (c_tr.float() * m).sum(1) / m.sum(1)
+        train_loss = (l_tr * m).sum(1) / m.sum(1)
     test_acc = c_te.float().mean(1)
     return {
         "train_accuracy": train_acc,
         "test_accuracy": test_acc,
-        "train_loss": (l_tr * m).sum(1) / m.sum(1),
+        "train_loss": train_loss,
         "test_loss": l_te.mean(1),
         "gap": train_acc - test_acc,
     }
@@ -255,26 +271,44 @@ class PopulationResult:
     seconds: float
 
 
+# Networks per stack for convolutional specs on a CPU. oneDNN's grouped convolution (one group
+# per network) costs more per network as the groups grow: forward + backward of the small CNN
+# at batch 32, one thread, measured 0.87 ms per network in stacks of 8 or 16 and 1.0-1.5 ms
+# in stacks of 64. MLPs (batched matmuls) and GPUs stack everything.
+CPU_CONV_STACK = 16
+
+
 def train_population(base_spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierData,
-                     recipe: ZooRecipe, *, device: str | torch.device = "cpu", dropout_seed: int = 0) -> PopulationResult:
-    """Train ``runs`` (any mix of activations and optimisers: networks that share both are
-    stacked together) and return every checkpoint of ``recipe.checkpoints``."""
+                     recipe: ZooRecipe, *, device: str | torch.device = "cpu", dropout_seed: int = 0,
+                     max_stack: int | None = None) -> PopulationResult:
+    """Train ``runs`` (any mix of activations and optimisers, stacked together) and return
+    every checkpoint of ``recipe.checkpoints``. ``max_stack``: networks trained as one stack
+    (default: all, except `CPU_CONV_STACK` for convolutional specs on a CPU)."""
     start = time.perf_counter()
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, r in enumerate(runs):
-        groups.setdefault((r.activation, r.optimizer), []).append(i)
+    if max_stack is None:
+        max_stack = CPU_CONV_STACK if base_spec.num_conv and torch.device(device).type == "cpu" else len(runs)
+    if max_stack < 1:
+        raise ValueError(f"max_stack must be at least 1, got {max_stack}")
+    # sorted by activation, so that each activation runs on one block of networks per stack
+    order = sorted(range(len(runs)), key=lambda i: runs[i].activation)
     k = len(recipe.checkpoints)
     slots: list[Weights | None] = [None] * (len(runs) * k)
-    cols: dict[str, list[Any]] = {}
-    per_run: list[dict[str, Any]] = [{} for _ in runs]
-    for (act, _), members in groups.items():
-        spec = spec_with_activation(base_spec, act)
-        ckpts = _train_group(spec, [runs[i] for i in members], data, recipe, device, dropout_seed + members[0])
+    per_run: list[dict[int, dict[str, Any]]] = [{} for _ in runs]
+    for lo in range(0, len(order), max_stack):
+        members = order[lo:lo + max_stack]
+        blocks: list[tuple[str, int]] = []
+        for i in members:
+            if blocks and blocks[-1][0] == runs[i].activation:
+                blocks[-1] = (blocks[-1][0], blocks[-1][1] + 1)
+            else:
+                blocks.append((runs[i].activation, 1))
+        ckpts = _train_stack(base_spec, [runs[i] for i in members], blocks, data, recipe, device, dropout_seed + lo)
         for j, i in enumerate(members):
             for c, (w, metrics, diverged) in enumerate(ckpts):
                 wj = w[j].to("cpu")
                 slots[i * k + c] = Weights(base_spec, wj.weights, wj.biases)  # one zoo spec; activation per row
                 per_run[i][c] = {name: float(v[j]) for name, v in metrics.items()} | {"diverged": bool(diverged[j])}
+    cols: dict[str, list[Any]] = {}
     for i, run in enumerate(runs):
         for c, epoch in enumerate(recipe.checkpoints):
             row = {**run.to_row(), "epoch": epoch, **per_run[i][c]}
@@ -284,19 +318,22 @@ def train_population(base_spec: NetworkSpec, runs: Sequence[RunConfig], data: Cl
     return PopulationResult(weights, cols, time.perf_counter() - start)
 
 
-def _train_group(spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierData, recipe: ZooRecipe,
-                 device: str | torch.device, dropout_seed: int) -> list[tuple[Weights, dict[str, Tensor], Tensor]]:
-    """One stacked group (shared activation and optimiser): ``[(weights, metrics, diverged)]``
-    per checkpoint."""
+def _train_stack(base_spec: NetworkSpec, runs: Sequence[RunConfig], blocks: Sequence[tuple[str, int]],
+                 data: ClassifierData, recipe: ZooRecipe, device: str | torch.device,
+                 dropout_seed: int) -> list[tuple[Weights, dict[str, Tensor], Tensor]]:
+    """All ``runs`` as one stack (sorted by activation; ``blocks``: ``(activation, count)``):
+    ``[(weights, metrics, diverged)]`` per checkpoint, the weights under ``base_spec``."""
     data = data.to(device)
     n_train = len(data.train_y)
-    init = Weights.from_modules([init_network(spec, r.init, r.seed) for r in runs], spec).to(device)
+    init = Weights.from_modules(
+        [init_network(spec_with_activation(base_spec, r.activation), r.init, r.seed) for r in runs], base_spec
+    ).to(device)
     params = [t[:, 0].clone().requires_grad_() for t in init.tensors()]
     b = len(runs)
     lr = torch.tensor([r.lr for r in runs], device=device)
     wd = torch.tensor([r.weight_decay for r in runs], device=device)
     rate = torch.tensor([r.dropout for r in runs], device=device)
-    opt = StackedOptimizer(runs[0].optimizer, params, lr, wd)
+    opt = StackedOptimizer([r.optimizer for r in runs], params, lr, wd)
     subsets = [train_subset(n_train, r.train_fraction, r.seed) for r in runs]
     masks = torch.zeros(b, n_train, dtype=torch.bool)
     for j, s in enumerate(subsets):
@@ -309,8 +346,8 @@ def _train_group(spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierD
     out = []
 
     def checkpoint() -> None:
-        w = Weights.from_tensors(spec, [p.detach().clone() for p in params])
-        out.append((w, _metrics(w, data, masks), ~alive.clone()))
+        w = Weights.from_tensors(base_spec, [p.detach().clone() for p in params])
+        out.append((w, _block_metrics(w, blocks, data, masks), ~alive.clone()))
 
     if 0 in recipe.checkpoints:
         checkpoint()
@@ -319,14 +356,16 @@ def _train_group(spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierD
         safe = [p.detach().clone() for p in params]  # once per epoch: a per-step copy costs as much as a step
         for s in range(steps):
             idx = order[:, s]  # [B, batch]
-            logits = dropout_forward(spec, params, data.train_x[idx], rate, drop_gen)
-            loss = F.cross_entropy(logits.transpose(1, 2), data.train_y[idx], reduction="none").mean(1)  # [B]
+            # index_select on flat positions: 0.30 vs 1.30 ms by advanced indexing (64 x 32 MNIST images, one thread)
+            x = data.train_x.index_select(0, idx.flatten()).view(*idx.shape, *data.train_x.shape[1:])
+            y = data.train_y.index_select(0, idx.flatten()).view(idx.shape)
+            logits = dropout_forward(base_spec, params, x, rate, drop_gen, blocks)
+            loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)  # [B]
             ok = alive & torch.isfinite(loss)
             grads = torch.autograd.grad(torch.where(ok, loss, 0.0).sum(), params)
             if not bool(ok.all()):
                 grads = [torch.nan_to_num(g) for g in grads]
-            opt.step(params, grads, ok.float())
-            finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in params]).all(0)
+            finite = opt.step(params, grads, ok.float())
             bad = ~(ok & finite) & alive
             if bool(bad.any()):  # freeze diverged networks at their parameters from the start of this epoch
                 with torch.no_grad():
@@ -337,6 +376,18 @@ def _train_group(spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierD
         if epoch in recipe.checkpoints:
             checkpoint()
     return out
+
+
+def _block_metrics(weights: Weights, blocks: Sequence[tuple[str, int]], data: ClassifierData,
+                   masks: Tensor) -> dict[str, Tensor]:
+    """`_metrics` of each block of networks under its own activation, concatenated."""
+    parts, lo = [], 0
+    for act, count in blocks:
+        w = weights[lo:lo + count]
+        parts.append(_metrics(Weights(spec_with_activation(weights.spec, act), w.weights, w.biases), data,
+                              masks[lo:lo + count]))
+        lo += count
+    return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
 
 # ---------------------------------------------------------------------- the plain reference

@@ -105,7 +105,7 @@ def _loss_and_grads(coords: Tensor, y: Tensor, ws: list[Tensor], bs: list[Tensor
                     ) -> tuple[Tensor, list[Tensor]]:
     """Per-network MSE ``[n]`` and the gradients of its sum, ``[dW_1, db_1, ..., dW_L, db_L]``:
     the arithmetic of `SirenMSEGrad` as one pure function, for `torch.compile`."""
-    n, p, c = y.shape
+    _, p, c = y.shape
     h, hs, coss = coords, [], []
     for w, b, om in zip(ws[:-1], bs[:-1], omegas):
         h, cz = _sincos_poly((torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1)) * om)

@@ -423,7 +423,7 @@ def assign_splits(n: int, fractions: Mapping[str, float], *, seed: int) -> np.nd
     start = 0
     names = list(fractions)
     for k, name in enumerate(names):
-        stop = n if k == len(names) - 1 else start + int(round(fractions[name] * n))
+        stop = n if k == len(names) - 1 else start + round(fractions[name] * n)
         out[perm[start:stop]] = name
         start = stop
     return out.astype(str)
