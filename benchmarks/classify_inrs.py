@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from _common import ROOT, environment, report_from, write_result
 
-from weightspace.core.transforms import RandomSymmetry
+from weightspace.core.transforms import parse_augmentation
 from weightspace.models.registry import create_model
 from weightspace.tasks.classify import classify_zoo
 from weightspace.train import TrainConfig
@@ -33,7 +33,7 @@ def markdown(f: dict) -> str:
         )
     return where + f"""
 Zoo `{f['zoo']}` ({f['networks']}), device {f['device']}, {f['epochs']} epochs at batch {f['batch_size']},
-lr {f['lr']}, seeds {f['seeds']}; best epoch by validation accuracy. Throughput counts training
+lr {f['lr']}, weight decay {f.get('weight_decay', 1e-4)}, seeds {f['seeds']}; best epoch by validation accuracy. Throughput counts training
 examples per second of training wall time (validation included).
 
 | model | augmentation | test accuracy % (mean ± std) | parameters | examples/s | train time per seed | peak memory |
@@ -71,10 +71,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     ap.add_argument(
         "--augment",
         default="mlp=permutation+sign,transformer=permutation+sign,statnn=sign,dws=sign,nfn_np=sign,nfn_hnp=sign,graph=sign",
-        help="model=kind[+kind],... (random symmetries: permutation, sign, scale); also run without",
+        help="model=kind[+kind],... (permutation, sign, scale, affine, noise, dropout: see parse_augmentation); also run without",
     )
     ap.add_argument("--no-plain", action="store_true", help="only the augmented runs")
     ap.add_argument("--results-dir", default=None)
@@ -97,6 +98,7 @@ def main() -> None:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "weight_decay": args.weight_decay,
         "seeds": args.seeds,
         "models": {},
     }
@@ -113,8 +115,9 @@ def main() -> None:
                 res = classify_zoo(
                     zoo,
                     name,
-                    config=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, progress=False),
-                    augment=RandomSymmetry(kinds) if kinds else None,
+                    config=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                       weight_decay=args.weight_decay, seed=seed, progress=False),
+                    augment=parse_augmentation("+".join(kinds)) if kinds else None,
                 )
                 r["test_acc"].append(res.test_acc)
                 r["val_acc"].append(res.val_acc)

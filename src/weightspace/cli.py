@@ -153,19 +153,23 @@ def train(
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
-    augment: str = typer.Option("", help="random symmetries applied to training batches: e.g. 'sign' or 'permutation,scale'"),
+    augment: str = typer.Option("", help="training-batch augmentations joined by '+': permutation, sign, scale "
+                                "(random symmetries), affine (rotate/scale/shift an image INR's domain), noise, dropout"),
     mixup: float | None = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
-    from weightspace.core.transforms import RandomSymmetry
+    from weightspace.core.transforms import parse_augmentation
     from weightspace.tasks.classify import classify_zoo
     from weightspace.train import TrainConfig
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
         zoo = Zoo.open(zoo_path)
-        aug = RandomSymmetry(tuple(augment.split(","))) if augment else None
+        try:
+            aug = parse_augmentation(augment)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--augment") from e
         res = classify_zoo(
             zoo, model, target=target, augment=aug, mixup=mixup,
             config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress),

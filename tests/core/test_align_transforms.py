@@ -8,9 +8,13 @@ from weightspace.core.symmetry import act, function_preserving_kinds, sample_gro
 from weightspace.core.transforms import (
     AlignedMixup,
     GaussianNoise,
+    InputAffine,
+    InRawSpace,
     RandomSymmetry,
     Standardize,
     WeightDropout,
+    acts_on_raw_weights,
+    parse_augmentation,
 )
 
 
@@ -73,3 +77,57 @@ def test_aligned_mixup_interpolates_aligned_partners(gen):
     torch.testing.assert_close(forward(mixed, x), forward(w, x))
     assert soft.shape == (4, 3)
     torch.testing.assert_close(soft.sum(dim=1), torch.ones(4, dtype=soft.dtype))
+
+
+def test_input_affine_maps_the_signal_domain_exactly(gen):
+    """f'(x) = f(a x + t) for the sampled a, t: the INR of a rotated, rescaled, shifted image."""
+    spec = SPECS["siren"]
+    assert spec.layers[0].in_features == 2
+    w = random_weights(spec, 5, generator=gen, dtype=torch.float64)
+    aug = InputAffine()
+    a, t = aug.sample(5, torch.Generator().manual_seed(3))
+    moved = aug(w, torch.Generator().manual_seed(3))  # __call__ = apply(sample) under the same stream
+    for x, y in zip(moved.tensors(), InputAffine.apply(w, a, t).tensors()):
+        assert torch.equal(x, y)
+    coords = torch.rand(64, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    mapped = coords @ a.transpose(1, 2) + t.unsqueeze(1)  # [5, 64, 2]: each network its own map
+    torch.testing.assert_close(forward(moved, coords), forward(w, mapped))
+    assert not torch.allclose(forward(moved, coords), forward(w, coords))  # it did move the signal
+    # the ranges hold: |angle| <= 45 degrees, scale within 1 +- 0.2, shift within 0.25
+    scale = torch.linalg.det(a).sqrt()
+    assert ((scale >= 0.8) & (scale <= 1.2)).all() and (t.abs() <= 0.25).all()
+    assert (torch.atan2(a[:, 1, 0], a[:, 0, 0]).abs() <= torch.pi / 4 + 1e-12).all()
+
+
+def test_input_affine_refuses_networks_it_cannot_map(gen):
+    with pytest.raises(ValueError, match="2-D coordinates"):
+        InputAffine()(random_weights(SPECS["cnn"], 2, generator=gen), gen)
+    w = random_weights(SPECS["siren"], 2, generator=gen)
+    feats = w.map(lambda x: x.expand(x.shape[0], 3, *x.shape[2:]))
+    with pytest.raises(ValueError, match="C = 3"):
+        InputAffine()(feats, gen)
+
+
+def test_raw_space_transforms_run_behind_standardisation(gen):
+    w = random_weights(SPECS["siren"], 4, generator=gen, dtype=torch.float64)
+    norm = Standardize.fit(w)
+    for x, y in zip(norm.invert(norm(w)).tensors(), w.tensors()):
+        torch.testing.assert_close(x, y)
+    aug = parse_augmentation("sign+affine")
+    assert acts_on_raw_weights(aug) and not acts_on_raw_weights(parse_augmentation("sign,permutation"))
+    wrapped = InRawSpace(aug, norm)(norm(w), torch.Generator().manual_seed(5))
+    direct = norm(aug(w, torch.Generator().manual_seed(5)))
+    for x, y in zip(wrapped.tensors(), direct.tensors()):
+        torch.testing.assert_close(x, y)
+    # applying the domain map to standardised weights directly would be wrong (the shift of the mean)
+    naive = aug(norm(w), torch.Generator().manual_seed(5))
+    assert any(not torch.allclose(x, y) for x, y in zip(naive.tensors(), direct.tensors()))
+
+
+def test_parse_augmentation():
+    assert parse_augmentation("") is None
+    aug = parse_augmentation("permutation+sign+affine+noise")
+    assert [type(t).__name__ for t in aug.transforms] == ["RandomSymmetry", "InputAffine", "GaussianNoise"]
+    assert aug.transforms[0].kinds == ("permutation", "sign")
+    with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
+        parse_augmentation("sign+rotate")

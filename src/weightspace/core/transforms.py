@@ -49,6 +49,22 @@ class Standardize:
             bs.append(norm(b))
         return Weights(weights.spec, tuple(ws), tuple(bs))
 
+    def invert(self, weights: Weights) -> Weights:
+        """The raw weights back from standardised ones (`__call__`'s inverse, to float rounding)."""
+        it = iter(zip(self.mean, self.std))
+
+        def raw(t: Tensor | None) -> Tensor | None:
+            if t is None:
+                return None
+            m, s = next(it)
+            return t * s + m
+
+        ws, bs = [], []
+        for w, b in zip(weights.weights, weights.biases):
+            ws.append(raw(w))
+            bs.append(raw(b))
+        return Weights(weights.spec, tuple(ws), tuple(bs))
+
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
 
@@ -108,6 +124,99 @@ class WeightDropout:
         if not 0 <= self.p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {self.p}")
         return weights.map(lambda t: t * (torch.rand(t.shape, generator=generator) >= self.p).to(t))
+
+
+@dataclass(frozen=True)
+class InputAffine:
+    """Augmentation for INRs of 2-D signals (images): each network ``f`` becomes
+    ``f'(x) = f(s R x + t)``, its image rotated by up to ``degrees``, rescaled by
+    ``s in [1 - scale, 1 + scale]`` and shifted by ``t in [-translation, translation]^2``
+    (in the coordinates' units; the zoos' pixel grid spans [-1, 1]). Exact for any MLP whose
+    first layer is linear in the coordinates: ``W1' = W1 s R``, ``b1' = b1 + W1 t``.
+
+    After the INR augmentations of DWSNets (rotation up to 45 degrees, translation 0.25,
+    first-layer scale 0.2), but every one here is a true transform of the signal's domain.
+    It acts on raw weights (``raw_weights``: `weightspace.tasks.classify` undoes its
+    standardisation around it), with one channel (``C = 1``).
+    """
+
+    degrees: float = 45.0
+    scale: float = 0.2
+    translation: float = 0.25
+    raw_weights = True  # not a dataclass field: a marker that the classification task reads
+
+    def sample(self, b: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``b`` random domain maps: matrices ``s R`` ``[b, 2, 2]`` and shifts ``t`` ``[b, 2]`` (float64)."""
+
+        def uniform(*shape: int) -> Tensor:  # in [-1, 1], drawn on the CPU for reproducibility
+            return torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1
+
+        angle = uniform(b) * (self.degrees * torch.pi / 180)
+        s = 1 + uniform(b) * self.scale
+        t = uniform(b, 2) * self.translation
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        return s.view(b, 1, 1) * rot, t
+
+    @staticmethod
+    def apply(weights: Weights, a: Tensor, t: Tensor) -> Weights:
+        """The networks ``x -> f(a x + t)``: ``a [B, 2, 2]``, ``t [B, 2]``."""
+        first = weights.spec.layers[0]
+        if first.kind != "linear" or first.in_features != 2:
+            raise ValueError(f"InputAffine needs INRs of 2-D coordinates (a first linear layer with 2 inputs); "
+                             f"the first layer is {first.kind} with {first.in_features} inputs")
+        if weights.channels != 1:
+            raise ValueError(f"InputAffine acts on raw weights (C = 1), got C = {weights.channels}")
+        w1, b1 = weights.weights[0], weights.biases[0]  # [B, 1, out, 2], [B, 1, out]
+        if b1 is None and bool(t.abs().max() > 0):
+            raise ValueError("InputAffine's translation needs a first-layer bias; set translation=0")
+        b, dt = weights.batch_size, w1.dtype
+        new_w1 = (w1.double() @ a.view(b, 1, 2, 2).to(w1.device)).to(dt)
+        new_b1 = None if b1 is None else (b1.double() + (w1.double() @ t.view(b, 1, 2, 1).to(w1.device)).squeeze(-1)).to(dt)
+        return Weights(weights.spec, (new_w1, *weights.weights[1:]), (new_b1, *weights.biases[1:]))
+
+    def __call__(self, weights: Weights, generator: torch.Generator | None = None) -> Weights:
+        a, t = self.sample(weights.batch_size, generator)
+        return self.apply(weights, a, t)
+
+
+def acts_on_raw_weights(transform: object) -> bool:
+    """Whether ``transform`` (or a part of a `Compose`) must see raw, unstandardised weights."""
+    if isinstance(transform, Compose):
+        return any(acts_on_raw_weights(t) for t in transform.transforms)
+    return bool(getattr(transform, "raw_weights", False))
+
+
+AUGMENTATIONS = ("permutation", "sign", "scale", "affine", "noise", "dropout")
+
+
+def parse_augmentation(text: str) -> Compose | None:
+    """An augmentation from names joined by ``+`` or ``,`` (e.g. ``"sign+affine"``): the group
+    elements ``permutation``, ``sign``, ``scale`` (`RandomSymmetry`), ``affine``
+    (`InputAffine`), ``noise`` (`GaussianNoise`), ``dropout`` (`WeightDropout`); ``""`` is none."""
+    names = [n.strip() for n in text.replace(",", "+").split("+") if n.strip()]
+    if unknown := [n for n in names if n not in AUGMENTATIONS]:
+        raise ValueError(f"unknown augmentation {unknown[0]!r}; known: {', '.join(AUGMENTATIONS)}")
+    if not names:
+        return None
+    parts: list = []
+    if group := tuple(n for n in names if n in ("permutation", "sign", "scale")):
+        parts.append(RandomSymmetry(group))
+    parts += [{"affine": InputAffine, "noise": GaussianNoise, "dropout": WeightDropout}[n]()
+              for n in names if n in ("affine", "noise", "dropout")]
+    return Compose(tuple(parts))
+
+
+@dataclass(frozen=True)
+class InRawSpace:
+    """``transform`` applied to the raw weights behind standardised ones: undo
+    ``standardize``, transform, standardise again."""
+
+    transform: object
+    standardize: Standardize
+
+    def __call__(self, weights: Weights, generator: torch.Generator | None = None) -> Weights:
+        return self.standardize(self.transform(self.standardize.invert(weights), generator))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weightspace.core.transforms import AlignedMixup, Standardize
+from weightspace.core.transforms import AlignedMixup, InRawSpace, Standardize, acts_on_raw_weights
 from weightspace.models.registry import create_model, model_info
 from weightspace.train import TrainConfig, Transform, WeightBatches, evaluate, fit
 from weightspace.zoo.store import Zoo
@@ -79,7 +79,10 @@ def classify_zoo(
     # from per-tensor standardised ones (a scalar per tensor keeps every symmetry).
     norm = (lambda w, g=None: w) if getattr(model, "wants_raw_weights", False) else Standardize.fit(splits["train"][0])
     data = {k: WeightBatches(norm(w), y, seed=config.seed) for k, (w, y) in splits.items()}
-    # augmentations act on raw weights' symmetries, which standardisation preserves
+    # symmetries survive per-tensor standardisation; a transform of the signal's domain
+    # (InputAffine) is linear in the raw weights only, so it runs behind the standardisation
+    if augment is not None and acts_on_raw_weights(augment) and isinstance(norm, Standardize):
+        augment = InRawSpace(augment, norm)
     data["train"].transform = augment
     if mixup:
         data["train"].batch_transform = AlignedMixup(num_classes, alpha=mixup)
