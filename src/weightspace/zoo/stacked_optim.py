@@ -1,8 +1,11 @@
-"""Optimisers over stacked parameters ``[B, ...]`` with a learning rate and weight decay per network.
+"""Optimisers over stacked parameters ``[B, ...]``: each network its own optimiser, learning
+rate and weight decay.
 
 Adam, SGD with momentum and RMSprop follow PyTorch's formulas (``torch.optim``, L2 weight
 decay added to the gradient), so a population step matches ``B`` separate ``torch.optim``
-steps to float rounding.
+steps to float rounding. Networks with different optimisers share one stack: every element
+computes each optimiser's candidate update and keeps its own network's (a select, exact),
+which on a memory-bound CPU loop costs little next to a second pass over the parameters.
 
 Why a compiled update: a population's parameters are stacked into tensors of several MB
 (64 MLPs of 25k parameters: 6.4 MB per tensor), so every elementwise pass of an eager
