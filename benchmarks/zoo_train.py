@@ -153,12 +153,12 @@ once per process and thread count, with a warm Inductor cache on disk) is outsid
 Target: at least 5x at the recipes' batch size 32.
 {chr(10).join(lines)}
 
-What stacking cannot remove on a CPU (from torch.profiler runs, not part of this script): for the small
-CNN, the elementwise work per network (activations, above all tanh and GELU, and dropout masks), which the
-one-by-one loop does on the same number of elements, and oneDNN's grouped convolution, which costs about as
-much per network as one network's own convolution; for the MLP, the two batched GEMMs per step of
-784-wide inputs, which run at well under half of this CPU's large-GEMM rate. On a GPU, where the one-by-one
-loop is bound by kernel launches, these are the parts that stacking makes cheap; this task had none.
+What stacking cannot remove on a CPU (read from torch.profiler runs, not part of this script, so without
+figures here): for the small CNN, the elementwise work per network (activations, above all tanh and GELU,
+and dropout masks), which the one-by-one loop does on the same number of elements, and oneDNN's grouped
+convolution, which is not cheaper per network than one network's own convolution; for the MLP, the two
+batched GEMMs per step with 784-wide inputs. On a GPU, where the one-by-one loop is bound by kernel
+launches, these are the parts that stacking makes cheap; this task had none.
 """
 
 

@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -137,9 +138,9 @@ def dropout_forward(spec: NetworkSpec, params: Sequence[Tensor], x: Tensor, rate
     ``(name, count)`` pairs summing to ``B`` (networks sorted by activation); by default
     ``spec``'s activations for all.
     """
-    if (rate is None or not bool((rate > 0).any())) and activations is None:
-        return forward(Weights.from_tensors(spec, params), x)
     dropout = rate is not None and bool((rate > 0).any())
+    if not dropout and activations is None:
+        return forward(Weights.from_tensors(spec, params), x)
     b, h, k = x.shape[0], x, 0
     if dropout:
         # Masks from 8-bit random numbers (drop where r < d, d = round(256 * rate)): a quarter of
@@ -296,12 +297,7 @@ def train_population(base_spec: NetworkSpec, runs: Sequence[RunConfig], data: Cl
     per_run: list[dict[int, dict[str, Any]]] = [{} for _ in runs]
     for lo in range(0, len(order), max_stack):
         members = order[lo:lo + max_stack]
-        blocks: list[tuple[str, int]] = []
-        for i in members:
-            if blocks and blocks[-1][0] == runs[i].activation:
-                blocks[-1] = (blocks[-1][0], blocks[-1][1] + 1)
-            else:
-                blocks.append((runs[i].activation, 1))
+        blocks = [(act, len(list(group))) for act, group in groupby(runs[i].activation for i in members)]
         ckpts = _train_stack(base_spec, [runs[i] for i in members], blocks, data, recipe, device, dropout_seed + lo)
         for j, i in enumerate(members):
             for c, (w, metrics, diverged) in enumerate(ckpts):
