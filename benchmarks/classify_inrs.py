@@ -2,7 +2,8 @@
 memory for registry models on an INR zoo, side by side in one run.
 
     python benchmarks/classify_inrs.py --zoo zoos/mnist-dwsnets --models mlp,dws --seeds 0,1,2 \\
-        [--epochs 40] [--batch-size 32] [--augment dws=sign] [--report JSON]
+        [--epochs 40] [--batch-size 32] [--augment dws=sign] [--model-config "dws:hidden_channels=32,num_layers=4"] \\
+        [--compile] [--max-minutes M] [--section NAME] [--report JSON]
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,20 +27,62 @@ from weightspace.zoo.store import Zoo
 def markdown(f: dict) -> str:
     where = "Run on the lent GPU machine (not the 2-core development machine). " if f["device"] != "cpu" else ""
     rows = []
+    # rows merged from several processes (--merge) carry their own schedule; older results do not
+    per_row = any("settings" in r for r in f["models"].values())
     for name, r in f["models"].items():
         accs = np.array(r["test_acc"]) * 100
+        extra = ""
+        if per_row:
+            st = r.get("settings", {})
+            cfg = ", ".join(f"{k}={v}" for k, v in (st.get("model_config") or {}).items()) or "default"
+            # without a time guard every epoch asked ran (results older than the epochs_run field)
+            ran = r.get("epochs_run") or ([] if st.get("max_minutes") else [st.get("epochs", f["epochs"])] * len(r["test_acc"]))
+            extra = (f" {cfg} | {'yes' if st.get('compile') else 'no'} | {'/'.join(map(str, ran)) or '?'} of {st.get('epochs', f['epochs'])} | "
+                     f"{st.get('batch_size', f['batch_size'])} | {st.get('lr', f['lr'])} | {st.get('weight_decay', f.get('weight_decay'))} |")
         rows.append(
-            f"| {name.split(' + ')[0]} | {r['augment'] or '–'} | {accs.mean():.2f} ± {accs.std():.2f} | {r['params']:,} | "
+            f"| {name.split(' + ')[0]} | {r['augment'] or '–'} |{extra} {accs.mean():.2f} ± {accs.std():.2f} | {r['params']:,} | "
             f"{np.mean(r['examples_per_s']):,.0f} | {np.mean(r['train_s']):.0f} s | {r['peak_memory_mb']:.0f} MB |"
         )
-    return where + f"""
-Zoo `{f['zoo']}` ({f['networks']}), device {f['device']}, {f['epochs']} epochs at batch {f['batch_size']},
-lr {f['lr']}, weight decay {f.get('weight_decay', 1e-4)}, seeds {f['seeds']}; best epoch by validation accuracy. Throughput counts training
-examples per second of training wall time (validation included).
+    if per_row:
+        head = ("| model | augmentation | model config | torch.compile | epochs run | batch | lr | weight decay | test accuracy % (mean ± std) | "
+                "parameters | examples/s | train time per seed | peak memory |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        setup = (f"Zoo `{f['zoo']}` ({f['networks']}), device {f['device']}, seeds {f['seeds']}, AdamW with a cosine schedule over the "
+                 "epochs asked; best epoch by validation accuracy. "
+                 "Throughput counts training examples per second of training wall time (validation included).")
+    else:
+        head = ("| model | augmentation | test accuracy % (mean ± std) | parameters | examples/s | train time per seed | peak memory |\n"
+                "|---|---|---:|---:|---:|---:|---:|")
+        setup = (f"Zoo `{f['zoo']}` ({f['networks']}), device {f['device']}, {f['epochs']} epochs at batch {f['batch_size']},\n"
+                 f"lr {f['lr']}, weight decay {f.get('weight_decay', 1e-4)}, seeds {f['seeds']}; best epoch by validation accuracy. "
+                 "Throughput counts training\nexamples per second of training wall time (validation included).")
+    return where + "\n" + setup + "\n\n" + head + "\n" + "\n".join(rows) + (f"\n\n{f['note']}" if f.get("note") else "")
 
-| model | augmentation | test accuracy % (mean ± std) | parameters | examples/s | train time per seed | peak memory |
-|---|---|---:|---:|---:|---:|---:|
-""" + "\n".join(rows) + (f"\n\n{f['note']}" if f.get("note") else "")
+
+def merge(paths: list[str], section: str, note: str | None) -> None:
+    """One table from the result files of several processes (e.g. run side by side on one GPU)
+    over the same zoo; each row keeps the schedule it ran with."""
+    import json
+
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    figures = dict(results[0]["figures"])
+    figures["models"] = {}
+    for res in results:
+        f = res["figures"]
+        if (f["zoo"], f["device"]) != (figures["zoo"], figures["device"]):
+            raise SystemExit(f"cannot merge results of different zoos or devices: {f['zoo']} on {f['device']}")
+        for key, r in f["models"].items():
+            settings = {k: f.get(k) for k in ("epochs", "batch_size", "lr", "compile", "max_minutes")}
+            settings["weight_decay"] = f.get("weight_decay", 1e-4)  # results written before the flag: the default then
+            settings["model_config"] = (f.get("model_config") or {}).get(key.split(" + ")[0])
+            figures["models"][key if key not in figures["models"] else f"{key} ({len(figures['models'])})"] = {**r, "settings": settings}
+    figures["compile"] = all(r["figures"].get("compile") for r in results)
+    figures["merged_from"] = [r["environment"]["command"] for r in results]
+    if note:
+        figures["note"] = note
+    env = {**results[0]["environment"], "command": " ; ".join(figures["merged_from"])}
+    env["load_average_at_end"] = results[-1]["environment"].get("load_average_at_end", env["load_average_at_start"])
+    write_result(section, env, figures, markdown(figures))
+    print(markdown(figures))
 
 
 def throughput(zoo_path: str, name: str, batch: int, steps: int = 30) -> dict:
@@ -78,18 +122,27 @@ def main() -> None:
         help="model=kind[+kind],... (permutation, sign, scale, affine, noise, dropout: see parse_augmentation); also run without",
     )
     ap.add_argument("--no-plain", action="store_true", help="only the augmented runs")
+    ap.add_argument("--model-config", default="", help='per-model settings: "dws:hidden_channels=32,num_layers=4;probe:..."')
+    ap.add_argument("--compile", action="store_true", help="torch.compile each model's training steps")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop each training after this wall time (best epoch so far kept)")
+    ap.add_argument("--section", default="classify_inrs", help="result name: benchmarks/results/NAME.json and its BENCHMARKS.md section")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--report", default=None)
+    ap.add_argument("--merge", nargs="+", default=None, help="result JSONs to merge into one table (section --section)")
+    ap.add_argument("--note", default=None, help="a paragraph under the merged table")
     ap.add_argument("--throughput", action="store_true", help="only measure CPU training throughput and memory per model")
     args = ap.parse_args()
     if args.report:
-        report_from(args.report, "classify_inrs", markdown)
+        report_from(args.report, args.section, markdown)
         return
+    if args.merge:
+        return merge(args.merge, args.section, args.note)
     if args.throughput:
         return throughput_table(args)
     env = environment()
     zoo = Zoo.open(args.zoo)
     augment = dict(a.split("=") for a in args.augment.split(",") if a)
+    model_config = parse_model_config(args.model_config)
     cuda = torch.cuda.is_available()
     figures = {
         "zoo": args.zoo,
@@ -100,6 +153,9 @@ def main() -> None:
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "seeds": args.seeds,
+        "compile": args.compile,
+        "max_minutes": args.max_minutes,
+        "model_config": model_config,
         "models": {},
     }
     out = args.results_dir
@@ -107,7 +163,8 @@ def main() -> None:
         variants = ([] if args.no_plain else [None]) + ([tuple(augment[name].split("+"))] if name in augment else [])
         for kinds in variants:
             key = name + (f" + {'+'.join(kinds)}" if kinds else "")
-            r = {"augment": "+".join(kinds) if kinds else None, "test_acc": [], "val_acc": [], "examples_per_s": [], "train_s": []}
+            r = {"augment": "+".join(kinds) if kinds else None, "test_acc": [], "val_acc": [], "examples_per_s": [], "train_s": [],
+                 "epochs_run": []}
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             for seed in map(int, args.seeds.split(",")):
@@ -116,22 +173,47 @@ def main() -> None:
                     zoo,
                     name,
                     config=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                       weight_decay=args.weight_decay, seed=seed, progress=False),
+                                       weight_decay=args.weight_decay, seed=seed, progress=False,
+                                       compile=args.compile, max_minutes=args.max_minutes),
+                    model_config=model_config.get(name),
                     augment=parse_augmentation("+".join(kinds)) if kinds else None,
                 )
                 r["test_acc"].append(res.test_acc)
                 r["val_acc"].append(res.val_acc)
                 r["examples_per_s"].append(res.examples_per_second)
                 r["train_s"].append(res.train_seconds)
+                r["epochs_run"].append(res.epochs_run)
                 r["params"] = res.num_params
-                print(f"{key} seed {seed}: test {100 * res.test_acc:.2f}% ({time.perf_counter() - t:.0f}s)", flush=True)
+                print(f"{key} seed {seed}: test {100 * res.test_acc:.2f}% ({res.epochs_run} epochs, "
+                      f"{time.perf_counter() - t:.0f}s)", flush=True)
             # CPU: the process's peak resident set so far (covers everything run before it too)
             r["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             figures["models"][key] = r
             if out:  # partial results survive a run cut short
-                write_result("classify_inrs", env, figures, markdown(figures), out)
+                write_result(args.section, env, figures, markdown(figures), out)
     print(markdown(figures))
-    write_result("classify_inrs", env, figures, markdown(figures), args.results_dir)
+    write_result(args.section, env, figures, markdown(figures), args.results_dir)
+
+
+def parse_model_config(text: str) -> dict[str, dict]:
+    """``"dws:hidden_channels=32,num_layers=4;probe:num_probes=64"`` -> keyword arguments per model
+    (values parsed as int, then float, else kept as strings)."""
+
+    def value(v: str):
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+
+    out: dict[str, dict] = {}
+    for part in filter(None, text.split(";")):
+        name, _, items = part.partition(":")
+        if not items:
+            raise SystemExit(f"--model-config: expected MODEL:key=value,..., got {part!r}")
+        out[name.strip()] = {k.strip(): value(v.strip()) for k, v in (kv.split("=", 1) for kv in items.split(","))}
+    return out
 
 
 def throughput_markdown(f: dict) -> str:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import environment, write_result
+from _common import environment, training_rate, write_result
 from tests.specs import SPECS, example_input
 
 from weightspace import Weights, forward
@@ -45,19 +45,9 @@ def fit_rate(data, n, steps, device):
 def dws_rate(spec, batch, device, iters=30):
     torch.manual_seed(0)
     model = create_model("dws", spec, out_features=10).to(device)
-    opt = torch.optim.AdamW(model.parameters(), 1e-3)
     w = Weights.unflatten(spec, torch.randn(batch, spec.num_params)).to(device)
     y = torch.randint(0, 10, (batch,), device=device)
-    for k in range(iters + 5):
-        if k == 5:
-            sync()
-            t = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(w), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    sync()
-    return batch * iters / (time.perf_counter() - t)
+    return training_rate(model, model.parameters(), w, y, iters=iters)
 
 
 def report(res: dict) -> None:

@@ -41,6 +41,11 @@ class _EvalClock:
             self.seconds += time.perf_counter() - t0
 
 
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def race(name: str, batch_size: int, images, args) -> dict[str, float]:
     recipe = get_zoo_recipe(name, epochs=args.epochs, checkpoints=(0, args.epochs), batch_size=batch_size)
     data = classifier_data(images, recipe.arch, n_train=args.n_train, n_test=args.n_test, seed=0)
@@ -52,9 +57,11 @@ def race(name: str, batch_size: int, images, args) -> dict[str, float]:
     warm = [replace(r, activation=runs[0].activation) for kind in sorted({r.optimizer for r in runs})
             for r in [r for r in runs if r.optimizer == kind][:2]]
     t0 = time.perf_counter()
-    train_population(spec, warm, data, recipe)
+    dev = args.device
+    train_population(spec, warm, data, recipe, device=dev)
+    _sync(dev)
     warmup_s = time.perf_counter() - t0
-    train_sequential(spec, warm[0], data, recipe)
+    train_sequential(spec, warm[0], data, recipe, device=dev)
     vec = seq = vec_eval = seq_eval = 0.0
     clock = _EvalClock()
     population._metrics = clock
@@ -64,12 +71,14 @@ def race(name: str, batch_size: int, images, args) -> dict[str, float]:
         for lo in range(0, len(runs), args.runs_per_shard):
             shard = runs[lo:lo + args.runs_per_shard]
             e0, t0 = clock.seconds, time.perf_counter()
-            train_population(spec, shard, data, recipe)
+            train_population(spec, shard, data, recipe, device=dev)
+            _sync(dev)
             vec += time.perf_counter() - t0
             vec_eval += clock.seconds - e0
             e0, t0 = clock.seconds, time.perf_counter()
             for run in shard:
-                train_sequential(spec, run, data, recipe)
+                train_sequential(spec, run, data, recipe, device=dev)
+            _sync(dev)
             seq += time.perf_counter() - t0
             seq_eval += clock.seconds - e0
     finally:
@@ -94,11 +103,13 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="32", help="per-network batch sizes (the recipes use 32)")
     ap.add_argument("--recipes", default="small-cnn,mlp")
     ap.add_argument("--threads", default="1,2", help="torch thread counts to race at (both sides alike)")
+    ap.add_argument("--device", default="cpu", help="both sides on this device (e.g. cuda on a GPU machine)")
+    ap.add_argument("--section", default="zoo_train", help="result name (benchmarks/results/NAME.json, BENCHMARKS.md section)")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--report", default=None, help="rewrite the section from this result JSON")
     args = ap.parse_args()
     if args.report:
-        report_from(args.report, "zoo_train", markdown)
+        report_from(args.report, args.section, markdown)
         return
     env = environment()
     images = load_images(args.dataset, seed=0)
@@ -111,7 +122,9 @@ def main() -> None:
                 rows.append({**race(name, b, images, args), "threads": threads})
                 print(rows[-1], flush=True)
     figures = {"rows": rows, "args": vars(args)}
-    write_result("zoo_train", env, figures, markdown(figures), args.results_dir)
+    if args.device.startswith("cuda"):
+        figures["gpu"] = torch.cuda.get_device_name(0)
+    write_result(args.section, env, figures, markdown(figures), args.results_dir)
     print(markdown(figures))
 
 
@@ -135,6 +148,12 @@ def markdown(f: dict) -> str:
         cap = min(r["sequential_s"] / max(r.get("vectorised_eval_s", 0), 1e-9) for r in mine)
         lines.append(f"- {name}: {same}; each side at its own best thread count: {best:.1f}x. Evaluation alone caps "
                      f"the ratio at {cap:.1f}x with this schedule.")
+    device = getattr(args, "device", "cpu")
+    if device.startswith("cuda"):
+        closing = (f"Both sides on the GPU ({f.get('gpu', device)}) of the lent machine, not the 2-core development "
+                   "machine; thread counts are the CPU threads torch may use beside it.")
+    else:
+        closing = CPU_LIMITS
     return f"""Training a population of classifiers on {args.n_train} MNIST images ({args.dataset}), {args.epochs} epochs,
 checkpoints at epoch 0 and {args.epochs} evaluated on the run's own training subset and {args.n_test} test images, runs
 drawn from the default search space (all optimisers, activations, inits, dropout rates, train fractions). Vectorised:
@@ -153,13 +172,16 @@ once per process and thread count, with a warm Inductor cache on disk) is outsid
 Target: at least 5x at the recipes' batch size 32.
 {chr(10).join(lines)}
 
-What stacking cannot remove on a CPU (read from torch.profiler runs, not part of this script, so without
+{closing}
+""" + (f"\n{f['note']}\n" if f.get("note") else "")
+
+
+CPU_LIMITS = """What stacking cannot remove on a CPU (read from torch.profiler runs, not part of this script, so without
 figures here): for the small CNN, the elementwise work per network (activations, above all tanh and GELU,
 and dropout masks), which the one-by-one loop does on the same number of elements, and oneDNN's grouped
 convolution, which is not cheaper per network than one network's own convolution; for the MLP, the two
 batched GEMMs per step with 784-wide inputs. On a GPU, where the one-by-one loop is bound by kernel
-launches, these are the parts that stacking makes cheap; this task had none.
-"""
+launches, these are the parts that stacking makes cheap."""
 
 
 if __name__ == "__main__":

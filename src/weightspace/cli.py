@@ -156,6 +156,9 @@ def train(
     augment: str = typer.Option("", help="training-batch augmentations joined by '+': permutation, sign, scale "
                                 "(random symmetries), affine (rotate/scale/shift an image INR's domain), noise, dropout"),
     mixup: float | None = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
+    weight_decay: float = typer.Option(1e-4),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the training steps (2-4x for equivariant models)"),
+    max_minutes: float | None = typer.Option(None, help="stop training after this many minutes (best epoch kept)"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
@@ -172,13 +175,15 @@ def train(
             raise typer.BadParameter(str(e), param_hint="--augment") from e
         res = classify_zoo(
             zoo, model, target=target, augment=aug, mixup=mixup,
-            config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress),
+            config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                               progress=progress, compile=compile, max_minutes=max_minutes),
         )
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
+    stopped = f", stopped by --max-minutes after {res.epochs_run} epochs" if res.epochs_run < epochs else ""
     console.print(
         f"{model}: test accuracy {100 * res.test_acc:.2f}% (best val {100 * res.val_acc:.2f}%), "
-        f"{res.num_params:,} parameters, {res.examples_per_second:.0f} examples/s"
+        f"{res.num_params:,} parameters, {res.examples_per_second:.0f} examples/s{stopped}"
     )
 
 

@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import lightning.pytorch as L
@@ -41,6 +42,10 @@ class TrainConfig:
     devices: int | str = 1
     progress: bool = True
     eval_batch_size: int = 512
+    # torch.compile the model for training steps (fuses the elementwise chains that dominate
+    # equivariant layers); the last partial training batch is then dropped so one shape compiles
+    compile: bool = False
+    max_minutes: float | None = None  # stop training after this wall time (the best epoch so far is kept)
 
 
 class Task(Protocol):
@@ -87,9 +92,9 @@ class WeightBatches(Dataset):
         return w, y
 
 
-def batch_loader(data: WeightBatches, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:
+def batch_loader(data: WeightBatches, batch_size: int, *, shuffle: bool, seed: int = 0, drop_last: bool = False) -> DataLoader:
     sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(data)
-    return DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=False))
+    return DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=drop_last))
 
 
 class _Module(L.LightningModule):
@@ -99,14 +104,28 @@ class _Module(L.LightningModule):
         self.best_value: float | None = None
         self.best_state: dict[str, Tensor] | None = None
         self.history: list[dict[str, float]] = []
+        self.examples_seen = 0
+        # Compiled for training steps only: evaluation stays eager, so neither its batch shapes
+        # nor the train/eval switch trigger recompiles. Kept out of the module tree (``__dict__``)
+        # so that parameters and state_dict are the model's own.
+        self.__dict__["_compiled"] = torch.compile(model, dynamic=False) if config.compile else None
 
-    def _run(self, batch, stage: str) -> Tensor:
-        loss, metrics, n = self.task.step(self.model, batch)
+    def _run(self, batch, stage: str, model: nn.Module | None = None) -> Tensor:
+        loss, metrics, n = self.task.step(self.model if model is None else model, batch)
         for k, v in metrics.items():
             self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True, batch_size=n, prog_bar=(stage != "test"))
+        if stage == "train":
+            self.examples_seen += n
         return loss
 
     def training_step(self, batch, batch_idx):
+        compiled = self.__dict__["_compiled"]
+        if compiled is not None:
+            try:
+                return self._run(batch, "train", compiled)
+            except torch._dynamo.exc.TorchDynamoException as err:  # the compiler failed, not the model
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); training eagerly", stacklevel=1)
+                self.__dict__["_compiled"] = None
         return self._run(batch, "train")
 
     def validation_step(self, batch, batch_idx):
@@ -142,11 +161,13 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    epochs_run: int = 0  # fewer than asked when ``max_minutes`` stopped training
 
 
 def _trainer(config: TrainConfig, epochs: int) -> L.Trainer:
     return L.Trainer(
         max_epochs=epochs,
+        max_time=None if config.max_minutes is None else timedelta(minutes=config.max_minutes),
         accelerator=config.accelerator,
         devices=config.devices,
         logger=False,
@@ -175,13 +196,15 @@ def fit(model: nn.Module, task: Task, train: WeightBatches, val: WeightBatches |
     start = time.perf_counter()
     trainer.fit(
         module,
-        train_dataloaders=batch_loader(train, config.batch_size, shuffle=True, seed=config.seed),
+        train_dataloaders=batch_loader(train, config.batch_size, shuffle=True, seed=config.seed,
+                                       drop_last=config.compile and len(train) > config.batch_size),
         val_dataloaders=None if val is None else batch_loader(val, config.eval_batch_size, shuffle=False),
     )
     seconds = time.perf_counter() - start
     if module.best_state is not None:
         model.load_state_dict(module.best_state)
-    return TrainResult(model, module.best_value, module.history, seconds, config.epochs * len(train) / max(seconds, 1e-9))
+    return TrainResult(model, module.best_value, module.history, seconds, module.examples_seen / max(seconds, 1e-9),
+                       epochs_run=len(module.history))
 
 
 def evaluate(model: nn.Module, task: Task, data: WeightBatches, config: TrainConfig = TrainConfig()) -> dict[str, float]:

@@ -46,3 +46,49 @@ def test_unknown_target_and_model_are_named(learnable_zoo):
         classify_zoo(learnable_zoo, "dws", target="colour")
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         classify_zoo(learnable_zoo, "resnet")
+
+
+def test_compiled_training_learns_and_keeps_the_models_own_state(learnable_zoo):
+    cfg = TrainConfig(epochs=12, batch_size=32, lr=3e-3, progress=False, compile=True)
+    res = classify_zoo(learnable_zoo, "mlp", config=cfg)
+    assert res.test_acc > 0.85, res.row()
+    eager = classify_zoo(learnable_zoo, "mlp", config=TrainConfig(epochs=1, progress=False))
+    assert list(res.model.state_dict()) == list(eager.model.state_dict())  # no compiler wrapper in the keys
+    # one compiled shape: the last partial batch of each epoch is dropped (268 train nets -> 8 x 32)
+    n_train = int((learnable_zoo.table["split"] == "train").sum())
+    assert n_train % 32 != 0
+    assert res.epochs_run == 12
+    seen = res.examples_per_second * res.train_seconds
+    assert seen == pytest.approx(12 * (n_train // 32) * 32, rel=1e-6)
+
+
+def test_a_compiler_failure_falls_back_to_eager_but_a_model_error_is_raised(learnable_zoo, monkeypatch):
+    import weightspace.train as engine
+
+    def broken_compiler(model, **kw):
+        def run(*a):
+            raise torch._dynamo.exc.TorchDynamoException("no backend here")
+
+        return run
+
+    monkeypatch.setattr(engine.torch, "compile", broken_compiler)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no backend here.*training eagerly"):
+        res = classify_zoo(learnable_zoo, "mlp", config=TrainConfig(epochs=12, batch_size=32, lr=3e-3, progress=False, compile=True))
+    assert res.epochs_run == 12 and res.test_acc > 0.85
+
+    def buggy(model, **kw):
+        def run(*a):
+            raise ValueError("shape mismatch in the model")
+
+        return run
+
+    monkeypatch.setattr(engine.torch, "compile", buggy)
+    with pytest.raises(ValueError, match="shape mismatch in the model"):
+        classify_zoo(learnable_zoo, "mlp", config=TrainConfig(epochs=1, progress=False, compile=True))
+
+
+def test_max_minutes_stops_training_and_keeps_the_best_epoch(learnable_zoo):
+    res = classify_zoo(learnable_zoo, "mlp", config=TrainConfig(epochs=10_000, batch_size=32, progress=False, max_minutes=0.02))
+    assert 1 <= res.epochs_run < 10_000
+    assert res.train_seconds < 30
+    assert 0.0 <= res.test_acc <= 1.0 and res.val_acc > 0

@@ -38,6 +38,7 @@ class ClassifyResult:
     num_params: int
     train_seconds: float
     examples_per_second: float
+    epochs_run: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     model: nn.Module | None = None
 
@@ -96,6 +97,7 @@ def classify_zoo(
         num_params=sum(p.numel() for p in model.parameters()),
         train_seconds=result.seconds,
         examples_per_second=result.examples_per_second,
+        epochs_run=result.epochs_run,
         history=result.history,
         model=result.model,
     )

@@ -387,12 +387,14 @@ def _block_metrics(weights: Weights, blocks: Sequence[tuple[str, int]], data: Cl
 
 
 # ---------------------------------------------------------------------- the plain reference
-def train_sequential(base_spec: NetworkSpec, run: RunConfig, data: ClassifierData, recipe: ZooRecipe) -> tuple[Weights, dict[str, list[float]]]:
+def train_sequential(base_spec: NetworkSpec, run: RunConfig, data: ClassifierData, recipe: ZooRecipe, *,
+                     device: str | torch.device = "cpu") -> tuple[Weights, dict[str, list[float]]]:
     """One run the plain PyTorch way: ``nn.Sequential`` (+ ``nn.Dropout``), ``torch.optim``,
-    the run's own batches; (checkpoint weights ``[K]``, metrics per checkpoint). The
-    reference that `train_population` must match, and the baseline of its benchmark."""
+    the run's own batches; (checkpoint weights ``[K]`` on ``device``, metrics per checkpoint).
+    The reference that `train_population` must match, and the baseline of its benchmark."""
     spec = spec_with_activation(base_spec, run.activation)
-    module = init_network(spec, run.init, run.seed)
+    module = init_network(spec, run.init, run.seed).to(device)  # initialised on the CPU, as the population's
+    data = data.to(device)
     # nn.Dropout after each hidden layer's activation (where `dropout_forward` applies it)
     after = {idx + (layer.activation != "identity") for idx, layer in zip(spec._module_indices(), spec.layers[:-1])}
     layers: list[nn.Module] = []
@@ -404,6 +406,7 @@ def train_sequential(base_spec: NetworkSpec, run: RunConfig, data: ClassifierDat
     subset, gen = train_subset(n_train, run.train_fraction, run.seed), _data_generator(run)
     mask = torch.zeros(1, n_train, dtype=torch.bool)
     mask[0, subset] = True
+    mask = mask.to(device)
     steps = steps_per_epoch(n_train, recipe.batch_size)
     ckpts, metrics = [], {}
 
@@ -418,6 +421,7 @@ def train_sequential(base_spec: NetworkSpec, run: RunConfig, data: ClassifierDat
     for epoch in range(1, recipe.epochs + 1):
         net.train()
         for idx in epoch_batches(subset, steps, recipe.batch_size, gen):
+            idx = idx.to(device)
             opt.zero_grad()
             F.cross_entropy(net(data.train_x[idx]), data.train_y[idx]).backward()
             opt.step()
