@@ -19,6 +19,7 @@ from _common import ROOT, environment, report_from, write_result
 
 from weightspace.core.transforms import parse_augmentation
 from weightspace.models.registry import create_model
+from weightspace.models.registry import parse_model_config as parse_config
 from weightspace.tasks.classify import classify_zoo
 from weightspace.train import TrainConfig
 from weightspace.zoo.store import Zoo
@@ -196,23 +197,13 @@ def main() -> None:
 
 
 def parse_model_config(text: str) -> dict[str, dict]:
-    """``"dws:hidden_channels=32,num_layers=4;probe:num_probes=64"`` -> keyword arguments per model
-    (values parsed as int, then float, else kept as strings)."""
-
-    def value(v: str):
-        for kind in (int, float):
-            try:
-                return kind(v)
-            except ValueError:
-                pass
-        return v
-
+    """``"dws:hidden_channels=32,num_layers=4;probe:num_probes=64"`` -> keyword arguments per model."""
     out: dict[str, dict] = {}
     for part in filter(None, text.split(";")):
         name, _, items = part.partition(":")
         if not items:
             raise SystemExit(f"--model-config: expected MODEL:key=value,..., got {part!r}")
-        out[name.strip()] = {k.strip(): value(v.strip()) for k, v in (kv.split("=", 1) for kv in items.split(","))}
+        out[name.strip()] = parse_config(items)
     return out
 
 

@@ -157,12 +157,14 @@ def train(
                                 "(random symmetries), affine (rotate/scale/shift an image INR's domain), noise, dropout"),
     mixup: float | None = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
     weight_decay: float = typer.Option(1e-4),
+    model_config: str = typer.Option("", help="model options, e.g. 'norm=batch,hidden_channels=32' (see README)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training steps (2-4x for equivariant models)"),
     max_minutes: float | None = typer.Option(None, help="stop training after this many minutes (best epoch kept)"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
     from weightspace.core.transforms import parse_augmentation
+    from weightspace.models.registry import parse_model_config
     from weightspace.tasks.classify import classify_zoo
     from weightspace.train import TrainConfig
     from weightspace.zoo.store import Zoo, ZooError
@@ -173,8 +175,12 @@ def train(
             aug = parse_augmentation(augment)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--augment") from e
+        try:
+            options = parse_model_config(model_config)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--model-config") from e
         res = classify_zoo(
-            zoo, model, target=target, augment=aug, mixup=mixup,
+            zoo, model, target=target, augment=aug, mixup=mixup, model_config=options,
             config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                                progress=progress, compile=compile, max_minutes=max_minutes),
         )

@@ -90,11 +90,12 @@ def test_symmetry_claims(name, spec_name, gen):
 
 @pytest.mark.parametrize("spec_name", list(SPECS))
 @pytest.mark.parametrize("io", ["fixed", "permutable"])
-def test_equivariant_layer(spec_name, io, gen):
+@pytest.mark.parametrize("reduction", ["mean", "max"])
+def test_equivariant_layer(spec_name, io, reduction, gen):
     spec = SPECS[spec_name]
     w = random_weights(spec, 3, generator=gen, dtype=torch.float64, channels=2).with_biases_filled()
     torch.manual_seed(0)
-    layer = EquivariantLayer(w.spec, 2, 5, io=io).double()
+    layer = EquivariantLayer(w.spec, 2, 5, io=io, reduction=reduction).double()
     out = layer(w)
     assert out.channels == 5 and out.spec == w.spec
     assert_equivariant(layer, w, generator=gen)
@@ -133,3 +134,35 @@ def test_graph_dense_path_equals_sparse_graph(gen, name):
     model = create_model("graph", spec, out_features=OUT).double().eval()
     w = random_weights(spec, 3, generator=gen, dtype=torch.float64)
     torch.testing.assert_close(model(w), model(model.graph(w)))
+
+
+@pytest.mark.parametrize("config", [{"reduction": "max"}, {"norm": "batch"}, {"norm": "none"}, {"norm": "batch", "reduction": "max"}])
+@pytest.mark.parametrize("train", [False, True])
+def test_dws_variants_are_invariant_and_not_constant(gen, config, train):
+    spec = SPECS["siren"]
+    torch.manual_seed(0)
+    model = create_model("dws", spec, out_features=3, dropout=0.0, **config).double().train(train)
+    w = random_weights(spec, 4, generator=gen, dtype=torch.float64)
+    # batch statistics pool over networks and entries alike, so acting on each network with its
+    # own group element leaves them unchanged
+    assert_invariant(model, w, generator=gen)
+    assert_not_invariant(model, w, generator=gen)
+
+
+def test_dws_options_are_checked():
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'max'.*'median'"):
+        create_model("dws", SPECS["siren"], out_features=3, reduction="median")
+    with pytest.raises(ValueError, match="norm must be 'channel'.*'layer'"):
+        create_model("dws", SPECS["siren"], out_features=3, norm="layer")
+
+
+def test_model_config_text_and_unknown_options_are_named():
+    from weightspace.models.registry import parse_model_config
+
+    assert parse_model_config("hidden_channels=32, norm=batch,dropout=0.2,x=none,y=true") == {
+        "hidden_channels": 32, "norm": "batch", "dropout": 0.2, "x": None, "y": True}
+    assert parse_model_config("") == {}
+    with pytest.raises(ValueError, match="expected key=value, got 'norm'"):
+        parse_model_config("norm")
+    with pytest.raises(ValueError, match=r"model 'dws' has no option\(s\) \['width'\]; its options: .*hidden_channels"):
+        create_model("dws", SPECS["siren"], out_features=3, width=4)

@@ -74,11 +74,13 @@ class EquivariantLayer(nn.Module):
     forward: `Weights` ``[B, C, ...]`` -> `Weights` ``[B, C', ...]`` (biases always present).
     """
 
-    def __init__(self, spec: NetworkSpec, in_channels: int, out_channels: int, io: str = "fixed") -> None:
+    def __init__(self, spec: NetworkSpec, in_channels: int, out_channels: int, io: str = "fixed", reduction: str = "mean") -> None:
         super().__init__()
         if io not in ("fixed", "permutable"):
             raise ValueError(f"io must be 'fixed' (DWS / NFN-HNP) or 'permutable' (NFN-NP), got {io!r}")
-        self.spec, self.cin, self.cout, self.io = spec, in_channels, out_channels, io
+        if reduction not in ("mean", "max"):
+            raise ValueError(f"reduction must be 'mean' or 'max' (how rows, columns and layers are summarised), got {reduction!r}")
+        self.spec, self.cin, self.cout, self.io, self.reduction = spec, in_channels, out_channels, io, reduction
         L = spec.num_layers
         ck = [in_channels * _k(spec, i) for i in range(L)]
         cko = [out_channels * _k(spec, i) for i in range(L)]
@@ -120,10 +122,13 @@ class EquivariantLayer(nn.Module):
             raise ValueError(f"layer expects {self.cin} channels, got {w.channels}")
         ws, bs = fold(w)
         L = len(ws)
-        rows = [t.mean(dim=2) for t in ws]  # [B, o_i, CK]: summary of each out neuron's row
-        cols = [t.mean(dim=1) for t in ws]  # [B, n_i, CK]: summary of each in neuron's column
-        alls = [t.mean(dim=(1, 2)) for t in ws]  # [B, CK]
-        ball = [b.mean(dim=1) for b in bs]  # [B, C]
+        # summaries over permuted axes: any symmetric reduction keeps equivariance (the DWSNets
+        # reference trainer uses max)
+        red = torch.mean if self.reduction == "mean" else torch.amax
+        rows = [red(t, dim=2) for t in ws]  # [B, o_i, CK]: summary of each out neuron's row
+        cols = [red(t, dim=1) for t in ws]  # [B, n_i, CK]: summary of each in neuron's column
+        alls = [red(t, dim=(1, 2)) for t in ws]  # [B, CK]
+        ball = [red(b, dim=1) for b in bs]  # [B, C]
         out_w, out_b = [], []
         for i in range(L):
             t = ws[i]
@@ -201,6 +206,26 @@ class ChannelNorm(nn.Module):
         return w.map(norm)
 
 
+class LayerBatchNorm(nn.Module):
+    """Batch normalisation of each weight and bias tensor over its channels, with statistics
+    pooled over the batch and every entry of the tensor (as in DWSNets): entries are pooled
+    alike, so the map stays equivariant, and unlike `ChannelNorm` it keeps each network's scale
+    relative to the others."""
+
+    def __init__(self, spec: NetworkSpec, channels: int) -> None:
+        super().__init__()
+        self.w_norms = nn.ModuleList(nn.BatchNorm1d(channels) for _ in spec.layers)
+        self.b_norms = nn.ModuleList(nn.BatchNorm1d(channels) for _ in spec.layers)
+
+    def forward(self, w: Weights) -> Weights:
+        def norm(bn: nn.Module, t: Tensor) -> Tensor:
+            return bn(t.reshape(t.shape[0], t.shape[1], -1)).reshape(t.shape)
+
+        ws = tuple(norm(bn, t) for bn, t in zip(self.w_norms, w.weights))
+        bs = tuple(None if b is None else norm(bn, b) for bn, b in zip(self.b_norms, w.biases))
+        return Weights(w.spec, ws, bs)
+
+
 class EquivariantClassifier(nn.Module):
     """Equivariant layers (ReLU, optional `ChannelNorm`) -> `InvariantPool` -> MLP head.
 
@@ -222,13 +247,21 @@ class EquivariantClassifier(nn.Module):
         head_hidden: int = 128,
         dropout: float = 0.1,
         in_channels: int = 1,
+        reduction: str = "mean",
+        norm: str | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
+        norm = norm or ("channel" if self.norm else "none")
+        if norm not in ("channel", "batch", "none"):
+            raise ValueError(f"norm must be 'channel' (per network), 'batch' (DWSNets' batch norm) or 'none', got {norm!r}")
         chans = [in_channels] + [hidden_channels] * num_layers
         filled = filled_spec(spec)
-        self.layers = nn.ModuleList(EquivariantLayer(filled, a, b, io=self.io) for a, b in zip(chans[:-1], chans[1:]))
-        self.norms = nn.ModuleList(ChannelNorm(c) if self.norm else nn.Identity() for c in chans[1:])
+        self.layers = nn.ModuleList(
+            EquivariantLayer(filled, a, b, io=self.io, reduction=reduction) for a, b in zip(chans[:-1], chans[1:])
+        )
+        make = {"channel": lambda c: ChannelNorm(c), "batch": lambda c: LayerBatchNorm(filled, c), "none": lambda c: nn.Identity()}
+        self.norms = nn.ModuleList(make[norm](c) for c in chans[1:])
         self.pool = InvariantPool(filled, chans[-1], io=self.io, stats=self.stats)
         head: list[nn.Module] = []
         width = self.pool.out_features

@@ -3,9 +3,10 @@ runs its property checks over `list_models()`, so a new model is tested on arriv
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -70,4 +71,36 @@ def create_model(name: str, spec: NetworkSpec, **config) -> nn.Module:
     info = model_info(name)
     if spec.is_conv and not info.supports_conv:
         raise ValueError(f"model {name!r} supports MLP specs only; this spec has conv layers")
+    known = inspect.signature(info.builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in known.values()):
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            options = [k for k in known if k not in ("spec", "self")]
+            raise ValueError(f"model {name!r} has no option(s) {unknown}; its options: {options}")
     return info.builder(spec, **config)
+
+
+def parse_model_config(text: str) -> dict[str, Any]:
+    """``"hidden_channels=32,norm=batch"`` -> ``{"hidden_channels": 32, "norm": "batch"}``
+    (values read as int, float, true/false, none, else kept as text)."""
+
+    def value(v: str) -> Any:
+        low = v.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if low == "none":
+            return None
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+
+    config: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, v = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"model config: expected key=value, got {item!r}")
+        config[key.strip()] = value(v.strip())
+    return config
