@@ -227,14 +227,14 @@ class LayerBatchNorm(nn.Module):
 
 
 class EquivariantClassifier(nn.Module):
-    """Equivariant layers (ReLU, optional `ChannelNorm`) -> `InvariantPool` -> MLP head.
+    """Equivariant layers (ReLU, a norm: `ChannelNorm`, `LayerBatchNorm` or none) -> `InvariantPool` -> MLP head.
 
     Subclasses fix the published design choices: ``io`` (fixed or permutable input/output
     neurons), ``norm``, the pooling ``stats`` and the head's depth.
     """
 
     io: str = "fixed"
-    norm: bool = True
+    norm: str = "channel"  # default of the ``norm`` option: "channel", "batch" or "none"
     stats: tuple[str, ...] = ("mean", "max")
     head_layers: int = 1
 
@@ -252,7 +252,7 @@ class EquivariantClassifier(nn.Module):
     ) -> None:
         super().__init__()
         self.spec = spec
-        norm = norm or ("channel" if self.norm else "none")
+        norm = norm or self.norm
         if norm not in ("channel", "batch", "none"):
             raise ValueError(f"norm must be 'channel' (per network), 'batch' (DWSNets' batch norm) or 'none', got {norm!r}")
         chans = [in_channels] + [hidden_channels] * num_layers
@@ -284,4 +284,4 @@ class EquivariantClassifier(nn.Module):
 
 @register_model("dws", output="invariant", supports_conv=True, summary="DWSNets-style equivariant layers + invariant pooling")
 class DWSClassifier(EquivariantClassifier):
-    io, norm, stats, head_layers = "fixed", True, ("mean", "max"), 1
+    io, norm, stats, head_layers = "fixed", "channel", ("mean", "max"), 1

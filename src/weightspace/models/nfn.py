@@ -16,9 +16,9 @@ from weightspace.models.registry import register_model
 
 @register_model("nfn_np", output="invariant", supports_conv=True, summary="NFN with NP layers (all neurons permutable)")
 class NFNNP(EquivariantClassifier):
-    io, norm, stats, head_layers = "permutable", False, ("mean",), 2
+    io, norm, stats, head_layers = "permutable", "none", ("mean",), 2
 
 
 @register_model("nfn_hnp", output="invariant", supports_conv=True, summary="NFN with HNP layers (input/output neurons fixed)")
 class NFNHNP(EquivariantClassifier):
-    io, norm, stats, head_layers = "fixed", False, ("mean",), 2
+    io, norm, stats, head_layers = "fixed", "none", ("mean",), 2
