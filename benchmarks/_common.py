@@ -87,3 +87,29 @@ def training_rate(step_model, params, weights, labels, *, lr: float = 1e-3, weig
         opt.step()
     sync()
     return len(labels) * iters / (time.perf_counter() - t)
+
+
+# Model defaults that changed, with the value they had and the day they changed: a result
+# names the value it ran with, and results written before the change (which did not record
+# it) are shown with the value of their day.
+CHANGED_DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {"dws": {"norm": ("channel", "2026-11-28")}}
+
+
+def effective_config(model: str, config: dict | None) -> dict:
+    """``config`` plus the current value of every default of ``model`` that has changed."""
+    from weightspace.models.registry import model_info
+
+    out = dict(config or {})
+    for key in CHANGED_DEFAULTS.get(model, {}):
+        out.setdefault(key, getattr(model_info(model).builder, key))
+    return out
+
+
+def config_then(model: str, config: dict | None) -> dict:
+    """For a result that did not record its effective configuration: ``config`` plus the
+    values the changed defaults had before they changed."""
+    return {**{k: old for k, (old, _) in CHANGED_DEFAULTS.get(model, {}).items()}, **(config or {})}
+
+
+def describe_config(config: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items()) or "default"

@@ -9,13 +9,22 @@ memory for registry models on an INR zoo, side by side in one run.
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import ROOT, environment, report_from, write_result
+from _common import (
+    ROOT,
+    config_then,
+    describe_config,
+    effective_config,
+    environment,
+    report_from,
+    write_result,
+)
 
 from weightspace.core.transforms import parse_augmentation
 from weightspace.models.registry import create_model
@@ -23,6 +32,22 @@ from weightspace.models.registry import parse_model_config as parse_config
 from weightspace.tasks.classify import classify_zoo
 from weightspace.train import TrainConfig
 from weightspace.zoo.store import Zoo
+
+
+def _model_of(key: str) -> str:
+    """A row key's model: ``"dws + sign (12)"`` -> ``"dws"`` (merges number repeated keys)."""
+    return re.sub(r" \(\d+\)$", "", key).split(" + ")[0]
+
+
+def row_config(f: dict, key: str) -> dict:
+    """The options a row's model ran with (results before `effective_config` was recorded:
+    the defaults of their day)."""
+    name, st = _model_of(key), f["models"][key].get("settings")
+    if st is not None:  # a merged row
+        return st["model_config"] if st.get("effective") else config_then(name, st["model_config"])
+    if "effective_config" in f:
+        return f["effective_config"].get(name, {})
+    return config_then(name, (f.get("model_config") or {}).get(name))
 
 
 def markdown(f: dict) -> str:
@@ -35,13 +60,16 @@ def markdown(f: dict) -> str:
         extra = ""
         if per_row:
             st = r.get("settings", {})
-            cfg = ", ".join(f"{k}={v}" for k, v in (st.get("model_config") or {}).items()) or "default"
+            cfg = describe_config(row_config(f, name))
             # without a time guard every epoch asked ran (results older than the epochs_run field)
             ran = r.get("epochs_run") or ([] if st.get("max_minutes") else [st.get("epochs", f["epochs"])] * len(r["test_acc"]))
             extra = (f" {cfg} | {'yes' if st.get('compile') else 'no'} | {'/'.join(map(str, ran)) or '?'} of {st.get('epochs', f['epochs'])} | "
                      f"{st.get('batch_size', f['batch_size'])} | {st.get('lr', f['lr'])} | {st.get('weight_decay', f.get('weight_decay'))} |")
+        label = _model_of(name)
+        if not per_row and (cfg := row_config(f, name)):
+            label += f" ({describe_config(cfg)})"
         rows.append(
-            f"| {name.split(' + ')[0]} | {r['augment'] or '–'} |{extra} {accs.mean():.2f} ± {accs.std():.2f} | {r['params']:,} | "
+            f"| {label} | {r['augment'] or '–'} |{extra} {accs.mean():.2f} ± {accs.std():.2f} | {r['params']:,} | "
             f"{np.mean(r['examples_per_s']):,.0f} | {np.mean(r['train_s']):.0f} s | {r['peak_memory_mb']:.0f} MB |"
         )
     if per_row:
@@ -72,9 +100,12 @@ def merge(paths: list[str], section: str, note: str | None) -> None:
         if (f["zoo"], f["device"]) != (figures["zoo"], figures["device"]):
             raise SystemExit(f"cannot merge results of different zoos or devices: {f['zoo']} on {f['device']}")
         for key, r in f["models"].items():
-            settings = {k: f.get(k) for k in ("epochs", "batch_size", "lr", "compile", "max_minutes")}
-            settings["weight_decay"] = f.get("weight_decay", 1e-4)  # results written before the flag: the default then
-            settings["model_config"] = (f.get("model_config") or {}).get(key.split(" + ")[0])
+            if "settings" in r:  # a row of an earlier merge keeps its own schedule
+                settings = dict(r["settings"])
+            else:
+                settings = {k: f.get(k) for k in ("epochs", "batch_size", "lr", "compile", "max_minutes")}
+                settings["weight_decay"] = f.get("weight_decay", 1e-4)  # results written before the flag: the default then
+            settings["model_config"], settings["effective"] = row_config(f, key), True
             figures["models"][key if key not in figures["models"] else f"{key} ({len(figures['models'])})"] = {**r, "settings": settings}
     figures["compile"] = all(r["figures"].get("compile") for r in results)
     figures["merged_from"] = [r["environment"]["command"] for r in results]
@@ -157,6 +188,8 @@ def main() -> None:
         "compile": args.compile,
         "max_minutes": args.max_minutes,
         "model_config": model_config,
+        # what each model ran with, defaults that have changed included
+        "effective_config": {name: effective_config(name, model_config.get(name)) for name in args.models.split(",")},
         "models": {},
     }
     out = args.results_dir
@@ -208,8 +241,9 @@ def parse_model_config(text: str) -> dict[str, dict]:
 
 
 def throughput_markdown(f: dict) -> str:
+    configs = f.get("effective_config") or {m: config_then(m, None) for m in f["models"]}
     rows = "\n".join(
-        f"| {m} | {r['examples_per_s']:,.0f} | {r['examples_per_s'] / f['models']['mlp']['examples_per_s']:.3f} | {r['peak_rss_mb']:,.0f} MB |"
+        f"| {m}{f' ({describe_config(configs[m])})' if configs.get(m) else ''} | {r['examples_per_s']:,.0f} | {r['examples_per_s'] / f['models']['mlp']['examples_per_s']:.3f} | {r['peak_rss_mb']:,.0f} MB |"
         for m, r in f["models"].items()
     )
     return f"""
@@ -231,7 +265,8 @@ def throughput_table(args) -> None:
     import sys
 
     env = environment()
-    figures = {"zoo": args.zoo, "batch": args.batch_size, "steps": 30, "models": {}}
+    figures = {"zoo": args.zoo, "batch": args.batch_size, "steps": 30, "models": {},
+               "effective_config": {m: effective_config(m, None) for m in args.models.split(",")}}
     for name in args.models.split(","):
         code = (
             "import json, sys; sys.path.insert(0, 'benchmarks'); from classify_inrs import throughput; "

@@ -33,7 +33,7 @@ PY = sys.executable
 
 # name: (model, augmentation, model config, batch, lr, weight decay, max epochs). dws follows
 # the DWSNets reference trainer (AdamW lr 5e-3, weight decay 5e-4, batch 512, 100 epochs,
-# augmentation on); "dws-sign" leaves out the domain augmentation; "dws-wide" takes the
+# augmentation on) and, by the model's default since 2026-11-28, its batch norm; "dws-sign" leaves out the domain augmentation; "dws-wide" takes the
 # reference's 4 hidden layers of 32 channels (about 2.7x the work per step).
 CONFIGS = {
     "dws": ("dws", "sign+affine", "", 512, 5e-3, 5e-4, 100),

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from _common import ROOT, environment, write_result
+from _common import ROOT, effective_config, environment, write_result
 
 from weightspace.tasks.predict import plot_predictions, predict_property
 from weightspace.train import TrainConfig
@@ -56,6 +56,8 @@ def main() -> None:
     epochs = {k: int(v) for k, v in (p.split("=") for p in args.epochs.split(",") if p)}
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    # each model's options, the defaults that have changed over time included, so the result names them
+    model_configs = {m: effective_config(m, MODEL_CONFIG.get(m)) for m in args.models.split(",")}
 
     def config(model: str, seed: int) -> TrainConfig:
         return TrainConfig(epochs=epochs.get(model, args.default_epochs), batch_size=args.batch_size, lr=args.lr,
@@ -69,9 +71,9 @@ def main() -> None:
             for seed in seeds:
                 t0 = time.perf_counter()
                 res = predict_property(zoo, model, target, config=config(model, seed),
-                                       model_config=MODEL_CONFIG.get(model), rows=keep)
+                                       model_config=model_configs[model], rows=keep)
                 per_seed.append({**res.row(), "seed": seed, "epochs": config(model, seed).epochs,
-                                 "wall_s": time.perf_counter() - t0, "model_config": MODEL_CONFIG.get(model, {})})
+                                 "wall_s": time.perf_counter() - t0, "model_config": model_configs[model]})
                 print(per_seed[-1], flush=True)
                 if seed == seeds[0]:
                     results.append(res)  # the figure shows the first seed's predictions
@@ -117,7 +119,7 @@ epoch-0 initialisations left out with --min-epoch {args.min_epoch}), trained on 
 checkpoints; checkpoints of one run stay in one split). Test accuracy in the zoo: median
 {t['test_accuracy'].median():.3f}, range {t['test_accuracy'].min():.3f}..{t['test_accuracy'].max():.3f}.
 Each model: AdamW lr {args.lr}, batch {args.batch_size}, cosine schedule, best epoch on the val runs, CPU, one
-thread; {"training seed " + str(seeds[0]) if len(seeds) == 1 else f"mean ± std over training seeds {seeds} (same split; the seed sets the model's init and batch order; train s is per seed)"}; model sizes reduced for the CPU where noted: {MODEL_CONFIG}. Metrics on the checkpoints of the test runs.
+thread; {"training seed " + str(seeds[0]) if len(seeds) == 1 else f"mean ± std over training seeds {seeds} (same split; the seed sets the model's init and batch order; train s is per seed)"}; model options (sizes reduced for the CPU): {({m: c for m, c in model_configs.items() if c})}. Metrics on the checkpoints of the test runs.
 
 | target | model | Kendall tau | R^2 | params | epochs | train s |
 |---|---|---|---|---|---|---|

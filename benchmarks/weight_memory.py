@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 import torch
-from _common import environment, write_result
+from _common import config_then, describe_config, effective_config, environment, write_result
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -64,7 +64,8 @@ def markdown(f: dict) -> str:
                 cells.append(f"failed: {r['error'][:60] if r else 'not run'}")
             else:
                 cells.append(f"{r['step_mb']:,.0f} ({r['step_mb'] * 2**20 / r['input_weights']:,.0f})")
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        cfg = (f["effective_config"] if "effective_config" in f else {m: config_then(m, None) for m in f["models"]}).get(name)
+        rows.append(f"| {name}{f' ({describe_config(cfg)})' if cfg else ''} | " + " | ".join(cells) + " |")
     return f"""
 Peak memory of one training step (forward + backward, cross-entropy on 10 classes) on a batch of
 {f['batch']} random SIREN 2→w→w→1 networks, CPU, default model configurations; in brackets the
@@ -115,6 +116,7 @@ def main() -> None:
                 runs[f"{name}/{w}"] = {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
             print(name, w, runs[f"{name}/{w}"], flush=True)
     figures = {"widths": widths, "batch": args.batch, "models": models, "runs": runs,
+               "effective_config": {m: effective_config(m, None) for m in models},
                "weights_per_net": {str(w): NetworkSpec.siren(2, (w, w), 1, omega=30.0).num_params for w in widths}}
     print(markdown(figures))
     write_result("weight_memory", env, figures, markdown(figures))

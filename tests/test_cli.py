@@ -48,7 +48,7 @@ def test_edit_and_mixup_commands(tmp_path):
     assert r.exit_code == 0 and "test accuracy" in r.output, r.output
     r = runner.invoke(app, ["train", str(out), "--model", "statnn", "--epochs", "1", "--augment", "twist", "--no-progress"])
     assert r.exit_code == 2 and "unknown augmentation 'twist'" in r.output, r.output
-    r = runner.invoke(app, ["train", str(out), "--model", "dws", "--epochs", "1", "--model-config", "norm=batch,reduction=max", "--no-progress"])
+    r = runner.invoke(app, ["train", str(out), "--model", "dws", "--epochs", "1", "--model-config", "norm=channel,reduction=max", "--no-progress"])
     assert r.exit_code == 0 and "test accuracy" in r.output, r.output
     r = runner.invoke(app, ["train", str(out), "--model", "dws", "--epochs", "1", "--model-config", "depth=3", "--no-progress"])
     assert r.exit_code == 2 and "no option(s) ['depth']" in r.output, r.output

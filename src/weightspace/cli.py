@@ -157,7 +157,7 @@ def train(
                                 "(random symmetries), affine (rotate/scale/shift an image INR's domain), noise, dropout"),
     mixup: float | None = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
     weight_decay: float = typer.Option(1e-4),
-    model_config: str = typer.Option("", help="model options, e.g. 'norm=batch,hidden_channels=32' (see README)"),
+    model_config: str = typer.Option("", help="model options, e.g. 'norm=channel,hidden_channels=32' (see README)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training steps (fuses the equivariant layers' elementwise ops; see README)"),
     max_minutes: float | None = typer.Option(None, help="stop training after this many minutes (best epoch kept)"),
     progress: bool = typer.Option(True),

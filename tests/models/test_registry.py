@@ -5,7 +5,7 @@ import torch
 
 from tests.specs import SPECS, random_weights
 from weightspace import Weights, assert_equivariant, assert_invariant, assert_not_invariant
-from weightspace.models.dws import EquivariantLayer
+from weightspace.models.dws import EquivariantLayer, LayerBatchNorm
 from weightspace.models.registry import create_model, list_models, model_info
 
 OUT = 3
@@ -136,7 +136,7 @@ def test_graph_dense_path_equals_sparse_graph(gen, name):
     torch.testing.assert_close(model(w), model(model.graph(w)))
 
 
-@pytest.mark.parametrize("config", [{"reduction": "max"}, {"norm": "batch"}, {"norm": "none"}, {"norm": "batch", "reduction": "max"}])
+@pytest.mark.parametrize("config", [{"reduction": "max"}, {"norm": "channel"}, {"norm": "none"}, {"norm": "batch", "reduction": "max"}])
 @pytest.mark.parametrize("train", [False, True])
 def test_dws_variants_are_invariant_and_not_constant(gen, config, train):
     spec = SPECS["siren"]
@@ -147,6 +147,21 @@ def test_dws_variants_are_invariant_and_not_constant(gen, config, train):
     # own group element leaves them unchanged
     assert_invariant(model, w, generator=gen)
     assert_not_invariant(model, w, generator=gen)
+
+
+def test_dws_defaults_to_batch_norm_and_trains_on_a_batch_of_one(gen):
+    spec = SPECS["siren"]  # a scalar output: its bias holds one value per channel and network
+    model = create_model("dws", spec, out_features=3, dropout=0.0).double().train()
+    assert isinstance(model.norms[0], LayerBatchNorm)
+    w = random_weights(spec, 1, generator=gen, dtype=torch.float64)
+    before = [b.running_mean.clone() for b in model.norms[0].b_norms]
+    out = model(w)
+    assert out.shape == (1, 3) and torch.isfinite(out).all()
+    out.sum().backward()
+    # the one-value tensor used the running statistics and left them alone; the others updated theirs
+    last = len(spec.layers) - 1
+    torch.testing.assert_close(model.norms[0].b_norms[last].running_mean, before[last])
+    assert not torch.equal(model.norms[0].b_norms[0].running_mean, before[0])
 
 
 def test_dws_options_are_checked():

@@ -12,8 +12,9 @@ Conv kernels are folded into channels (``C * kh * kw``), so MLPs and plain CNNs 
 through the same code. Everything is batched tensor ops; the only Python loop is over
 the (few) layers.
 
-`DWSClassifier` stacks equivariant layers and pools over hidden axes (mean and max) to
-an invariant vector.
+`DWSClassifier` stacks equivariant layers, each followed by batch norm (`LayerBatchNorm`,
+as in DWSNets; ``norm="channel"`` normalises each network on its own instead) and ReLU, and
+pools over hidden axes (mean and max) to an invariant vector.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -218,8 +220,14 @@ class LayerBatchNorm(nn.Module):
         self.b_norms = nn.ModuleList(nn.BatchNorm1d(channels) for _ in spec.layers)
 
     def forward(self, w: Weights) -> Weights:
-        def norm(bn: nn.Module, t: Tensor) -> Tensor:
-            return bn(t.reshape(t.shape[0], t.shape[1], -1)).reshape(t.shape)
+        def norm(bn: nn.BatchNorm1d, t: Tensor) -> Tensor:
+            x = t.reshape(t.shape[0], t.shape[1], -1)
+            if bn.training and x.shape[0] * x.shape[2] == 1:
+                # one value per channel (one network's one-entry tensor, e.g. a scalar output's
+                # bias): batch statistics are undefined, so normalise with the running ones
+                # (left unchanged) instead of failing on a batch of one
+                return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps).reshape(t.shape)
+            return bn(x).reshape(t.shape)
 
         ws = tuple(norm(bn, t) for bn, t in zip(self.w_norms, w.weights))
         bs = tuple(None if b is None else norm(bn, b) for bn, b in zip(self.b_norms, w.biases))
@@ -284,4 +292,6 @@ class EquivariantClassifier(nn.Module):
 
 @register_model("dws", output="invariant", supports_conv=True, summary="DWSNets-style equivariant layers + invariant pooling")
 class DWSClassifier(EquivariantClassifier):
-    io, norm, stats, head_layers = "fixed", "channel", ("mean", "max"), 1
+    # batch norm as in DWSNets (the default until 2026-11-28 was "channel": on the full MNIST
+    # INR zoo it reached 73.2% against 87.1% with batch norm, see BENCHMARKS.md)
+    io, norm, stats, head_layers = "fixed", "batch", ("mean", "max"), 1
