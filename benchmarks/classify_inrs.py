@@ -108,6 +108,7 @@ def merge(paths: list[str], section: str, note: str | None) -> None:
             settings["model_config"], settings["effective"] = row_config(f, key), True
             figures["models"][key if key not in figures["models"] else f"{key} ({len(figures['models'])})"] = {**r, "settings": settings}
     figures["compile"] = all(r["figures"].get("compile") for r in results)
+    figures["seeds"] = ",".join(dict.fromkeys(x for r in results for x in str(r["figures"]["seeds"]).split(",")))
     figures["merged_from"] = [r["environment"]["command"] for r in results]
     if note:
         figures["note"] = note
