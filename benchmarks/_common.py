@@ -89,10 +89,10 @@ def training_rate(step_model, params, weights, labels, *, lr: float = 1e-3, weig
     return len(labels) * iters / (time.perf_counter() - t)
 
 
-# Model defaults that changed, with the value they had and the day they changed: a result
-# names the value it ran with, and results written before the change (which did not record
-# it) are shown with the value of their day.
-CHANGED_DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {"dws": {"norm": ("channel", "2026-11-28")}}
+# Model defaults that changed, with the value they had before: a result names the value it
+# ran with, and results written before the change (which did not record it) are shown with
+# the value of their day. dws's norm: "channel" until 2026-11-28, then "batch".
+CHANGED_DEFAULTS: dict[str, dict[str, Any]] = {"dws": {"norm": "channel"}}
 
 
 def effective_config(model: str, config: dict | None) -> dict:
@@ -108,8 +108,19 @@ def effective_config(model: str, config: dict | None) -> dict:
 def config_then(model: str, config: dict | None) -> dict:
     """For a result that did not record its effective configuration: ``config`` plus the
     values the changed defaults had before they changed."""
-    return {**{k: old for k, (old, _) in CHANGED_DEFAULTS.get(model, {}).items()}, **(config or {})}
+    return {**CHANGED_DEFAULTS.get(model, {}), **(config or {})}
+
+
+def recorded_configs(figures: dict, models) -> dict[str, dict]:
+    """Each model's options as a result recorded them (`effective_config`), or for an older
+    result that did not, the defaults of its day."""
+    return figures.get("effective_config") or {m: config_then(m, None) for m in models}
 
 
 def describe_config(config: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.items()) or "default"
+
+
+def with_config(name: str, config: dict | None) -> str:
+    """``"dws (norm=batch)"``; the bare name when there are no options to name."""
+    return f"{name} ({describe_config(config)})" if config else name

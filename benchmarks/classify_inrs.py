@@ -22,7 +22,9 @@ from _common import (
     describe_config,
     effective_config,
     environment,
+    recorded_configs,
     report_from,
+    with_config,
     write_result,
 )
 
@@ -65,9 +67,7 @@ def markdown(f: dict) -> str:
             ran = r.get("epochs_run") or ([] if st.get("max_minutes") else [st.get("epochs", f["epochs"])] * len(r["test_acc"]))
             extra = (f" {cfg} | {'yes' if st.get('compile') else 'no'} | {'/'.join(map(str, ran)) or '?'} of {st.get('epochs', f['epochs'])} | "
                      f"{st.get('batch_size', f['batch_size'])} | {st.get('lr', f['lr'])} | {st.get('weight_decay', f.get('weight_decay'))} |")
-        label = _model_of(name)
-        if not per_row and (cfg := row_config(f, name)):
-            label += f" ({describe_config(cfg)})"
+        label = _model_of(name) if per_row else with_config(_model_of(name), row_config(f, name))
         rows.append(
             f"| {label} | {r['augment'] or '–'} |{extra} {accs.mean():.2f} ± {accs.std():.2f} | {r['params']:,} | "
             f"{np.mean(r['examples_per_s']):,.0f} | {np.mean(r['train_s']):.0f} s | {r['peak_memory_mb']:.0f} MB |"
@@ -242,9 +242,9 @@ def parse_model_config(text: str) -> dict[str, dict]:
 
 
 def throughput_markdown(f: dict) -> str:
-    configs = f.get("effective_config") or {m: config_then(m, None) for m in f["models"]}
+    configs = recorded_configs(f, f["models"])
     rows = "\n".join(
-        f"| {m}{f' ({describe_config(configs[m])})' if configs.get(m) else ''} | {r['examples_per_s']:,.0f} | {r['examples_per_s'] / f['models']['mlp']['examples_per_s']:.3f} | {r['peak_rss_mb']:,.0f} MB |"
+        f"| {with_config(m, configs.get(m))} | {r['examples_per_s']:,.0f} | {r['examples_per_s'] / f['models']['mlp']['examples_per_s']:.3f} | {r['peak_rss_mb']:,.0f} MB |"
         for m, r in f["models"].items()
     )
     return f"""

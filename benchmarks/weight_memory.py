@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 import torch
-from _common import config_then, describe_config, effective_config, environment, write_result
+from _common import effective_config, environment, recorded_configs, with_config, write_result
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -55,7 +55,7 @@ def _random(spec: NetworkSpec, batch: int) -> Weights:
 def markdown(f: dict) -> str:
     widths = f["widths"]
     head = "| model | " + " | ".join(f"w = {w}: step MB (bytes/weight)" for w in widths) + " |"
-    rows = []
+    rows, configs = [], recorded_configs(f, f["models"])
     for name in f["models"]:
         cells = []
         for w in widths:
@@ -64,8 +64,7 @@ def markdown(f: dict) -> str:
                 cells.append(f"failed: {r['error'][:60] if r else 'not run'}")
             else:
                 cells.append(f"{r['step_mb']:,.0f} ({r['step_mb'] * 2**20 / r['input_weights']:,.0f})")
-        cfg = (f["effective_config"] if "effective_config" in f else {m: config_then(m, None) for m in f["models"]}).get(name)
-        rows.append(f"| {name}{f' ({describe_config(cfg)})' if cfg else ''} | " + " | ".join(cells) + " |")
+        rows.append(f"| {with_config(name, configs.get(name))} | " + " | ".join(cells) + " |")
     return f"""
 Peak memory of one training step (forward + backward, cross-entropy on 10 classes) on a batch of
 {f['batch']} random SIREN 2→w→w→1 networks, CPU, default model configurations; in brackets the
