@@ -10,8 +10,9 @@ stopping off so every network does the same work:
   (how the reference repositories fit their datasets);
 - weightspace: `fit_inrs` on N = 1, 64 and 1,024 networks (the zoo builder's batching:
   chunks of `auto_batch_size` networks), with the hand-written step of
-  `weightspace.zoo.siren_grad` (fused sin/cos), and at N = 1,024 also through autograd
-  (the earlier path) to show what the hand-written step buys;
+  `weightspace.zoo.siren_grad` (fused sin/cos; on these grid images the first layer by
+  the angle-sum identity), and at N = 1,024 also with a dense first layer and through
+  autograd (the earlier path) to show what each buys; and a sweep of networks per batch;
 - weightspace's Ray backend at N = 1,024: two 1-thread worker processes (`--no-ray` skips).
 
 Cost model of one INR-step (forward + backward + optimiser) on this machine: its matmul
@@ -19,12 +20,14 @@ FLOPs at the GFLOP/s of a large float32 matmul, plus its sin and cos evaluations
 measured per-element cost. The "limit" is the INR-steps/s that cost allows; the fraction
 of it reached says how much of a step is overhead beyond those essentials. Two limits are
 given: with torch.sin + torch.cos, and with the fused sin/cos that weightspace uses (the
-stricter one; fractions are against it).
+stricter one; fractions are against it). A third, stricter still, counts only the work of
+weightspace's grid path (fewer sines, no first-layer matmuls).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -130,13 +133,33 @@ def loop_rate(coords, targets, recipe, steps: int) -> float:
     return len(targets) * steps / (time.perf_counter() - t)
 
 
-def stacked_rate(coords, targets, recipe, n: int, use_autograd: bool = False) -> float:
-    batch = auto_batch_size(coords.shape[0], max(recipe.hidden))
-    t = time.perf_counter()
-    for lo in range(0, n, batch):
-        hi = min(n, lo + batch)
-        fit_inrs(coords, targets[lo:hi], recipe, list(range(lo, hi)), use_autograd=use_autograd)
-    return n * recipe.steps / (time.perf_counter() - t)
+def stacked_rate(coords, targets, recipe, n: int, use_autograd: bool = False, grid_identity: bool = True,
+                 batch: int | None = None) -> float:
+    """INR-steps/s of `fit_inrs` on ``n`` networks in chunks of ``batch`` (default: the zoo
+    builder's); ``grid_identity=False`` runs the dense first layer (``WEIGHTSPACE_GRID_IDENTITY=0``)."""
+    batch = batch or auto_batch_size(coords.shape[0], max(recipe.hidden))
+    before = os.environ.get("WEIGHTSPACE_GRID_IDENTITY")
+    os.environ["WEIGHTSPACE_GRID_IDENTITY"] = "1" if grid_identity else "0"
+    try:
+        t = time.perf_counter()
+        for lo in range(0, n, batch):
+            hi = min(n, lo + batch)
+            fit_inrs(coords, targets[lo:hi], recipe, list(range(lo, hi)), use_autograd=use_autograd)
+        return n * recipe.steps / (time.perf_counter() - t)
+    finally:
+        if before is None:
+            del os.environ["WEIGHTSPACE_GRID_IDENTITY"]
+        else:
+            os.environ["WEIGHTSPACE_GRID_IDENTITY"] = before
+
+
+def batch_sweep(coords, targets, recipe, sizes: tuple[int, ...], rounds: int = 3) -> dict[str, float]:
+    """Median INR-steps/s per networks-per-batch, sizes interleaved in each round."""
+    rates: dict[int, list[float]] = {b: [] for b in sizes}
+    for _ in range(rounds):
+        for b in sizes:
+            rates[b].append(stacked_rate(coords, targets, recipe, max(384, 2 * b) // b * b, batch=b))
+    return {str(b): statistics.median(v) for b, v in rates.items()}
 
 
 def ray_rate(coords, targets, recipe, n: int, workers: int) -> float:
@@ -164,7 +187,9 @@ def _rounds(f: dict) -> str:
     if len(f.get("rounds", [])) < 2:
         return ""
     each = "; ".join(f"loop {r['loop']:,.0f}, N = 1024 {r['stacked_n1024']:,.0f} ({r['vs_loop']:.1f}×, "
-                     f"{r['of_limit']:.0%} of {r['limit_steps_per_s']:,.0f})" for r in f["rounds"])
+                     f"{r['of_limit']:.0%} of {r['limit_steps_per_s']:,.0f}"
+                     + (f", dense first layer {r['stacked_n1024_dense']:,.0f}" if "stacked_n1024_dense" in r else "")
+                     + ")" for r in f["rounds"])
     loops = [r["loop"] for r in f["rounds"]]
     ratios = [r["vs_loop"] for r in f["rounds"]]
     fractions = [r["of_limit"] for r in f["rounds"]]
@@ -176,17 +201,43 @@ def _rounds(f: dict) -> str:
             f"its small tensors land in memory), so the ratio to the loop spans {min(ratios):.1f}–{max(ratios):.1f}×; "
             f"against the fastest loop round ({max(loops):,.0f}) weightspace's median rate is "
             f"{f['stacked_n1024'] / max(loops):.1f}×, against the slowest {f['stacked_n1024'] / min(loops):.1f}×, "
-            f"while the fraction of the limit spans {min(fractions):.0%}–{max(fractions):.0%}.\n\n")
+            f"while the fraction of the limit spans {min(fractions):.0%}–{max(fractions):.0%}."
+            + (f" The grid identity's gain, median of the per-round ratios to the dense first layer: "
+               f"{statistics.median(r['grid_vs_dense'] for r in f['rounds']):.2f}×." if "grid_vs_dense" in f else "")
+            + "\n\n")
 
 
 def _verdict(f: dict) -> str:
     rounds = f.get("rounds") or [f]
     fast = sum(r["vs_loop"] >= 10 for r in rounds)
     half = sum(r["of_limit"] >= 0.5 for r in rounds)
-    return (f"Targets (issue 3): at least 10× the loop — {'met' if f['vs_loop'] >= 10 else 'NOT met'} by the median "
-            f"({f['vs_loop']:.1f}×; {fast} of {len(rounds)} rounds reach 10×); at least 50% of the limit — "
-            f"{'met' if f['of_limit'] >= 0.5 else 'NOT met'} by the median ({f['of_limit']:.0%}; {half} of "
-            f"{len(rounds)} rounds reach 50%).\n\n")
+    out = (f"Targets (issue 3): at least 10× the loop — {'met' if f['vs_loop'] >= 10 else 'NOT met'} by the median "
+           f"({f['vs_loop']:.1f}×; {fast} of {len(rounds)} rounds reach 10×); at least 50% of the limit — "
+           f"{'met' if f['of_limit'] >= 0.5 else 'NOT met'} by the median ({f['of_limit']:.0%}; {half} of "
+           f"{len(rounds)} rounds reach 50%)")
+    if "of_grid_limit" in f:
+        out += (f"; against the grid path's own, smaller work its median is {f['of_grid_limit']:.0%} of that "
+                f"stricter limit")
+    return out + ".\n\n"
+
+
+def _grid_model(f: dict) -> str:
+    if "limit_grid_steps_per_s" not in f:
+        return ""
+    return (f" On a grid (these images) weightspace's step does less: the first layer's sin/cos "
+            f"come from the axis values by the angle-sum identity and its matmuls are gone "
+            f"(`weightspace.zoo.siren_grad`), {f['flops_per_step_grid'] / 1e6:.2f} MFLOP and "
+            f"{f['trig_per_step_grid']:,} sin/cos pairs, for which the same costs allow at most "
+            f"{f['limit_grid_steps_per_s']:,.0f} INR-steps/s (the stricter fraction, in the verdict).")
+
+
+def _sweep(f: dict) -> str:
+    if "batch_sweep" not in f:
+        return ""
+    cells = ", ".join(f"{b}: {v:,.0f}" + (" (the default)" if int(b) == f["batch_default"] else "")
+                      for b, v in f["batch_sweep"].items())
+    return (f"Networks per batch (medians of 3 interleaved rounds, INR-steps/s; `auto_batch_size` picks "
+            f"{f['batch_default']}): {cells}.\n\n")
 
 
 def markdown(f: dict) -> str:
@@ -197,6 +248,9 @@ def markdown(f: dict) -> str:
 
     rows = [row("per-network loop (nn.Module + Adam)", f["loop"])]
     rows += [row(f"weightspace, N = {n}", f[f"stacked_n{n}"]) for n in f["ns"]]
+    if "stacked_n1024_dense" in f:
+        rows.append(row("weightspace, dense first layer (`WEIGHTSPACE_GRID_IDENTITY=0`), N = 1024",
+                        f["stacked_n1024_dense"]))
     rows.append(row("weightspace through autograd (earlier path), N = 1024", f["autograd_n1024"]))
     if f.get("ray_n1024"):
         rows.append(row(f"weightspace, Ray backend, {f['ray_workers']} workers × 1 thread, N = 1024", f["ray_n1024"]))
@@ -213,13 +267,13 @@ ns/element, the fused sin+cos {f['sincos_ns']:.2f} ns/element (both values; the 
 {f['sincos_path']}). One INR-step needs {f['flops_per_step'] / 1e6:.2f} MFLOP of matmuls and
 {f['trig_per_step']:,} sines plus as many cosines, so this machine allows at most
 {f['limit_torch_trig']:,.0f} INR-steps/s with torch's sin/cos and **{lim:,.0f} INR-steps/s** with the
-fused kernel (the limit used below).
+fused kernel (the limit used below).{_grid_model(f)}
 
 | fitter | INR-steps/s | vs loop | of the limit |
 |---|---:|---:|---:|
 {chr(10).join(rows)}
 
-{_verdict(f)}{_rounds(f)}Where a step's time goes (profiler, N = {b['batch']} networks per batch, {b['us_per_inr_step']:.0f} µs per
+{_verdict(f)}{_rounds(f)}{_sweep(f)}Where a step's time goes (profiler, N = {b['batch']} networks per batch, {b['us_per_inr_step']:.0f} µs per
 INR-step): {split}.
 
 Extrapolated time for 70,000 MNIST INRs × 1,000 steps at the best rate ({best:,.0f} INR-steps/s):
@@ -251,9 +305,14 @@ def main() -> None:
     # backward: gradients w.r.t. weights and inputs (none for the first layer's input)
     flops = flops_fwd + 2 * flops_fwd - 2 * p * sizes[0] * sizes[1]
     trig = p * sum(h)  # one sin forward, one cos backward per hidden unit and pixel
+    # the grid path's own work: no first-layer matmuls (forward and weight gradient), and the
+    # first layer's sin/cos on the 28 + 28 axis values per unit, not on the 784 pixels
+    flops_grid = flops - 4 * p * sizes[0] * sizes[1]
+    trig_grid = p * sum(h[1:]) + sum(a.numel() for a in siren_grad.grid_axes(coords)) * h[0]
     # compile the fused sin/cos for the batch sizes used (1 is specialised separately)
     for n in (1, 2, auto_batch_size(coords.shape[0], max(recipe.hidden))):
         fit_inrs(coords, targets[:n], get_recipe("dwsnets", steps=2), list(range(n)))
+    stacked_rate(coords, targets, get_recipe("dwsnets", steps=2), 2, grid_identity=False)  # compiles the dense step
     # This VM's speed drifts by tens of percent from minute to minute, so the headline
     # comparison (cost model, loop, N = 1024) runs in interleaved rounds; medians are used.
     rounds: list[dict] = []
@@ -263,11 +322,15 @@ def main() -> None:
             "gflops": g, "sin_ns": s_ns, "cos_ns": c_ns, "sincos_ns": sc_ns,
             "limit_torch_trig": 1.0 / (flops / (g * 1e9) + trig * (s_ns + c_ns) * 1e-9),
             "limit_steps_per_s": 1.0 / (flops / (g * 1e9) + trig * sc_ns * 1e-9),
+            "limit_grid_steps_per_s": 1.0 / (flops_grid / (g * 1e9) + trig_grid * sc_ns * 1e-9),
             "loop": loop_rate(coords, targets[: args.loop_networks], recipe, args.steps),
             "stacked_n1024": stacked_rate(coords, targets, recipe, 1024),
+            "stacked_n1024_dense": stacked_rate(coords, targets, recipe, 1024, grid_identity=False),
         }
         rnd["vs_loop"] = rnd["stacked_n1024"] / rnd["loop"]
         rnd["of_limit"] = rnd["stacked_n1024"] / rnd["limit_steps_per_s"]
+        rnd["of_grid_limit"] = rnd["stacked_n1024"] / rnd["limit_grid_steps_per_s"]
+        rnd["grid_vs_dense"] = rnd["stacked_n1024"] / rnd["stacked_n1024_dense"]
         rounds.append(rnd)
         print(f"round {r}: " + ", ".join(f"{k} {v:,.2f}" for k, v in rnd.items()), flush=True)
     figures = {k: statistics.median(rnd[k] for rnd in rounds) for k in rounds[0]}
@@ -279,6 +342,8 @@ def main() -> None:
                         else "whole step compiled, polynomial sin/cos"),
         "flops_per_step": flops,
         "trig_per_step": trig,
+        "flops_per_step_grid": flops_grid,
+        "trig_per_step_grid": trig_grid,
         "ns": [1, 64, 1024],
         "malloc": ("kept freed memory (`weightspace._malloc.keep_freed_memory`, set by the first fit, for the whole "
                    "process: the loop and the cost model run under it too)") if keep_freed_memory() else "defaults",
@@ -286,6 +351,9 @@ def main() -> None:
     for n in (1, 64):
         figures[f"stacked_n{n}"] = stacked_rate(coords, targets, recipe, n)
         print(f"N = {n}: {figures[f'stacked_n{n}']:,.0f} INR-steps/s", flush=True)
+    figures["batch_default"] = auto_batch_size(coords.shape[0], max(recipe.hidden))
+    figures["batch_sweep"] = batch_sweep(coords, targets, recipe, (16, 32, figures["batch_default"], 64, 83, 128))
+    print(f"batch sweep: {figures['batch_sweep']}", flush=True)
     figures["breakdown"] = step_breakdown(coords, targets, recipe)
     figures["autograd_n1024"] = stacked_rate(coords, targets, recipe, 1024, use_autograd=True)
     print(f"autograd, N = 1024: {figures['autograd_n1024']:,.0f} INR-steps/s", flush=True)

@@ -94,3 +94,64 @@ def test_fused_sincos_matches_torch_in_float32():
     assert (c.double() - ref.cos()).abs().max() < 1e-6
     # and not a copy of its input or of torch.sin by accident of the test: cos is not sin
     assert (s - c).abs().max() > 1.0
+
+
+def test_grid_axes_recognises_row_major_grids_only():
+    from weightspace.signals.base import grid_coordinates
+
+    for shape in [(3, 4), (2, 3, 5)]:
+        axes = siren_grad.grid_axes(grid_coordinates(shape))
+        assert axes is not None and [a.numel() for a in axes] == list(shape)
+        for a, n in zip(axes, shape):
+            torch.testing.assert_close(a, torch.linspace(-1, 1, n))
+    g = grid_coordinates((3, 4))
+    flipped = siren_grad.grid_axes(g.flip(0))  # a grid walked backwards is a grid of reversed axes
+    assert flipped is not None and flipped[0][0] == 1.0 and flipped[1][0] == 1.0
+    uneven = torch.stack(torch.meshgrid(torch.tensor([0.0, 0.1, 0.7]), torch.tensor([-1.0, 2.0]), indexing="ij"), -1)
+    assert siren_grad.grid_axes(uneven.reshape(-1, 2)) is not None  # any spacing
+    gen = torch.Generator().manual_seed(0)
+    not_grids = {
+        "shuffled rows": g[torch.randperm(12, generator=gen)],
+        "column-major": torch.stack(torch.meshgrid(torch.linspace(-1, 1, 3), torch.linspace(-1, 1, 4), indexing="xy"),
+                                    -1).reshape(-1, 2),
+        "random points": torch.rand(12, 2, generator=gen),
+        "a point missing": g[:-1],
+        "one axis of size 1": grid_coordinates((1, 5)),
+        "one axis only": grid_coordinates((9,)),
+    }
+    for name, coords in not_grids.items():
+        assert siren_grad.grid_axes(coords) is None, name
+
+
+@pytest.mark.parametrize("hidden,out_c,shape,n", [((32, 32), 1, (6, 7), 3), ((5,), 3, (3, 4, 5), 2), ((7, 1, 4), 2, (4, 3), 1)])
+def test_grid_step_gradient_equals_autograd(hidden, out_c, shape, n, monkeypatch):
+    # on a grid the compiled step takes the first layer's sines per axis (angle-sum identity)
+    from weightspace.signals.base import grid_coordinates
+
+    torch.manual_seed(2)
+    spec = NetworkSpec.siren(len(shape), hidden, out_c, omega=30.0)
+    coords = grid_coordinates(shape)
+    params = []
+    for layer in spec.layers:
+        params += [torch.randn(n, layer.out_features, layer.in_features) * 0.1, torch.randn(n, layer.out_features) * 0.1]
+    y = torch.randn(n, coords.shape[0], out_c)
+    want_mse, want = _autograd(spec, [p.double() for p in params], coords.double(), y.double())
+    grad = siren_grad.SirenMSEGrad(spec, coords, max_networks=n)
+    assert grad.axes is not None
+    mse = grad(params, y)
+    assert ("grid", len(shape)) in {k[0] for k, v in siren_grad._steps.items() if v is not False}
+    torch.testing.assert_close(mse.double(), want_mse, rtol=1e-5, atol=1e-6)
+    for i, (p_, g) in enumerate(zip(params, want)):
+        assert p_.grad.shape == p_.shape
+        # float32 rounding of the sums over points, relative to each gradient's own scale (the
+        # first layer's reach ~25 here); the dense step's errors are of the same size
+        atol = 1e-5 * max(1.0, g.abs().max().item())
+        torch.testing.assert_close(p_.grad.double(), g, rtol=1e-3, atol=atol, msg=lambda m, i=i: f"tensor {i}: {m}")
+    # the identity switched off: the dense compiled step, same gradients
+    monkeypatch.setenv("WEIGHTSPACE_GRID_IDENTITY", "0")
+    grid_grads = [p_.grad for p_ in params]
+    dense = siren_grad.SirenMSEGrad(spec, coords, max_networks=n)
+    assert dense.axes is None
+    dense(params, y)
+    for a, b in zip(grid_grads, params):
+        torch.testing.assert_close(a, b.grad, rtol=1e-3, atol=2e-5 * max(1.0, a.abs().max().item()))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.optim.adam import adam as functional_adam
 from tqdm.auto import tqdm
 
 from weightspace._malloc import keep_freed_memory
@@ -22,11 +23,13 @@ from weightspace.inr.siren import SirenRecipe
 from weightspace.zoo import siren_grad
 
 # Activations of a fitting step are [n, P, width] float32 tensors, several allocated per
-# step. Measured on a 2-core CPU (28x28 images, width 32) before `keep_freed_memory`:
-# 64-128 networks per batch fit at ~7.5k INR-steps/s, 167-334 at ~4k (glibc returned
-# blocks near its 32 MB mmap threshold to the OS and faulted them back in every step), so
-# batches are sized to keep one activation tensor near 8 MB, well under that threshold.
-_ACTIVATION_BUDGET_BYTES = 8 * 2**20
+# step. On a 2-core CPU, glibc returned blocks near its 32 MB mmap threshold to the OS and
+# faulted them back in every step (167-334 networks of 28x28 per batch fit at ~4k
+# INR-steps/s, 64-128 at ~7.5k, before `keep_freed_memory`); and with the compiled step, a
+# batch whose activations fit the caches better is faster still (`benchmarks/fit_inrs.py`'s
+# batch sweep: 48-64 networks beat 83 and 128). So batches keep one activation tensor near 5 MB
+# (52 networks of 28x28 at width 32).
+_ACTIVATION_BUDGET_BYTES = 5 * 2**20
 
 
 @dataclass(frozen=True)
@@ -40,35 +43,40 @@ class _StackedAdam:
     """Adam (Kingma & Ba; PyTorch's defaults) over stacked per-network parameters.
 
     Adam is elementwise, so one state tensor per stacked parameter is exactly one Adam per
-    network. The update is `torch.optim.Adam`'s fused kernel (one in-place pass per
-    parameter; on CPU and CUDA in float32/float64), its foreach form elsewhere. `keep` drops
-    finished networks from parameters and state alike.
+    network. The update is `torch.optim.adam.adam`, PyTorch's functional Adam, with its fused
+    kernel (one in-place pass per parameter; on CPU and CUDA in float32/float64), its foreach
+    form elsewhere: the arithmetic of `torch.optim.Adam`, without the optimiser object's
+    per-step bookkeeping (hooks, state lookups), which cost ~0.3 ms a step — ~8% of a
+    48-network step on the 2-core CPU. `keep` drops finished networks from parameters and
+    state alike.
     """
 
     def __init__(self, params: list[Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params = params
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
-        self._opt = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=fused, foreach=None if fused else True)
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+        # one step counter per parameter, as torch.optim.Adam keeps them (float32 on the CPU for the fused kernel)
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device if self.fused else "cpu") for p in params]
 
     @torch.no_grad()
     def step(self) -> None:
-        for p in self.params:
-            # the fused kernel walks a gradient in its parameter's memory order: a strided view
-            # (the hand-written step's first-layer gradient is a transpose) would be misread
-            if p.grad is not None and p.grad.stride() != p.stride():
-                p.grad = p.grad.contiguous()
-        self._opt.step()
+        # the fused kernel walks a gradient in its parameter's memory order: a strided view
+        # (the hand-written step's first-layer gradient is a transpose) would be misread
+        grads = [p.grad if p.grad.stride() == p.stride() else p.grad.contiguous() for p in self.params]
+        functional_adam(
+            [p.detach() for p in self.params], grads, self.exp_avg, self.exp_avg_sq, [], self.steps,
+            foreach=None if self.fused else True, fused=self.fused or None,
+            amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=0.0, eps=self.eps,
+            maximize=False,
+        )
         for p in self.params:
             p.grad = None
 
     def keep(self, mask: Tensor) -> None:
-        old, self.params = self.params, [p.detach()[mask].requires_grad_() for p in self.params]
-        opt = torch.optim.Adam(self.params, **self._opt.defaults)
-        for p_old, p_new in zip(old, self.params):
-            if st := self._opt.state.get(p_old):
-                opt.state[p_new] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][mask],
-                                    "exp_avg_sq": st["exp_avg_sq"][mask]}
-        self._opt = opt
+        self.params = [p.detach()[mask].requires_grad_() for p in self.params]
+        self.exp_avg = [m[mask] for m in self.exp_avg]
+        self.exp_avg_sq = [v[mask] for v in self.exp_avg_sq]
 
 
 # A GPU wants large batches to fill it; ~10 activation tensors of this size live per step.
@@ -76,7 +84,7 @@ _GPU_ACTIVATION_BUDGET_BYTES = 512 * 2**20
 
 
 def auto_batch_size(num_points: int, width: int, device: str | torch.device = "cpu") -> int:
-    """Networks per batch: one activation tensor ``[n, P, width]`` float32 near 8 MB on a
+    """Networks per batch: one activation tensor ``[n, P, width]`` float32 near 5 MB on a
     CPU (see above), near 512 MB on a GPU."""
     budget = _GPU_ACTIVATION_BUDGET_BYTES if torch.device(device).type == "cuda" else _ACTIVATION_BUDGET_BYTES
     return max(1, budget // (4 * num_points * max(width, 1)))

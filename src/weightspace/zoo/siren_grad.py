@@ -18,12 +18,21 @@ On CPU in float32 the whole loss-and-gradient (`_loss_and_grads`: the same arith
 above, as a pure function) is compiled by `torch.compile` into one region: the matmuls stay
 library calls, and the elementwise work between them (bias, omega, the polynomials, the
 products with the cosine, the bias sums) becomes a few fused loops with no per-op dispatch.
-Measured on the 2-core CPU at 83 networks per batch, alternating in one process, 1.12-1.2x
-the INR-steps/s of the buffered eager step with only sin/cos compiled. Compiling takes
-~7 s once per process and network shape (a one-network batch runs as two, since compiled
-code specialises size 1). Where compiling is impossible (no C++ compiler) or switched off
-(``WEIGHTSPACE_COMPILE=0``), on GPUs and in float64, the buffered eager step runs, with
-``torch.sin`` / ``torch.cos``.
+Python floats (omega, the coefficients) are compiled in as constants (`_CONSTANT_FLOATS`).
+Compiling takes ~7 s once per process and network shape (a one-network batch runs as two,
+since compiled code specialises size 1). Where compiling is impossible (no C++ compiler) or
+switched off (``WEIGHTSPACE_COMPILE=0``), on GPUs and in float64, the buffered eager step
+runs, with ``torch.sin`` / ``torch.cos``.
+
+Grids (images, volumes: coordinates that are the row-major product of per-axis values,
+`grid_axes`): the first layer's pre-activation is a sum over axes, ``z = om (W x + b) =
+sum_t om W[:, t] a_t[i_t] + om b``, so the compiled step evaluates sin/cos only on the axis
+values (56 per unit for a 28 x 28 image instead of 784) and forms ``sin z`` and ``cos z`` by
+the angle-sum identities (`_grid_first_layer`), with no matmul against the 2-wide input; the
+cosine is re-formed in the backward pass instead of stored. Same arithmetic up to float32
+rounding (tests compare both with float64 autograd). ``WEIGHTSPACE_GRID_IDENTITY=0`` turns
+it off. Measured on the 2-core CPU (28 x 28 images, 48-83 networks per batch, interleaved in
+one process): ~1.2x the INR-steps/s of the dense first layer (`benchmarks/fit_inrs.py`).
 
 Applies to specs whose layers are all linear with bias, every hidden layer ``sine`` and
 the last ``identity`` (both published SIREN recipes); `supports` says whether a spec
@@ -41,6 +50,23 @@ import torch
 from torch import Tensor
 
 from weightspace.core.spec import NetworkSpec
+
+# Compile with Python floats (omega, the polynomial's coefficients) as constants of the kernels.
+# Dynamo's default passes each in as a runtime argument, and Inductor's C++ then loads it and
+# converts it from double inside the innermost loop: on the 2-core CPU the compiled sin/cos ran
+# about twice as fast with constants (0.88 vs 0.37 and 2.8 vs 1.4 ns/element in two A/B runs
+# on one tensor, the second while the VM was slow).
+_CONSTANT_FLOATS = torch._dynamo.config.patch(specialize_float=True)
+# And no "duck sizing": by default Dynamo assumes that sizes equal at compile time stay equal
+# (the canonical 2 networks and an image's 2 coordinates, two 8-point axes), and a later call
+# that breaks the coincidence compiles the step again.
+_NO_DUCK_SIZING = torch.fx.experimental._config.patch(use_duck_shape=False)
+
+
+def _compile(fn):
+    """``torch.compile(fn, dynamic=True)`` under the two settings above (at every call: Dynamo
+    reads them when it traces, which a call may do again)."""
+    return _NO_DUCK_SIZING(_CONSTANT_FLOATS(torch.compile(fn, dynamic=True)))
 
 # pi in three parts (Cody & Waite): k * _PI_A is exact in float32 for |k| < 2^12, so the
 # reduced argument keeps full precision for |z| up to ~10^4 (SIREN pre-activations stay
@@ -88,7 +114,7 @@ def sincos(z: Tensor) -> tuple[Tensor, Tensor]:
     if not _use_compiled(z):
         return _sincos_torch(z)
     if _compiled is None:
-        fn = torch.compile(_sincos_poly, dynamic=True)
+        fn = _compile(_sincos_poly)
         try:
             out = fn(z)
         except Exception as e:  # noqa: BLE001 -- no compiler, unsupported platform: stay correct, only slower
@@ -101,13 +127,81 @@ def sincos(z: Tensor) -> tuple[Tensor, Tensor]:
     return _compiled(z)
 
 
-def _loss_and_grads(coords: Tensor, y: Tensor, ws: list[Tensor], bs: list[Tensor], omegas: tuple[float, ...]
-                    ) -> tuple[Tensor, list[Tensor]]:
-    """Per-network MSE ``[n]`` and the gradients of its sum, ``[dW_1, db_1, ..., dW_L, db_L]``:
-    the arithmetic of `SirenMSEGrad` as one pure function, for `torch.compile`."""
+def grid_axes(coords: Tensor) -> tuple[Tensor, ...] | None:
+    """The axis values ``(a_0 [A_0], ..., a_(d-1) [A_(d-1)])`` when ``coords [P, d]`` is exactly
+    their row-major Cartesian product (the layout of `grid_coordinates`, any spacing), with
+    d >= 2 and every A_t >= 2; otherwise None."""
+    p, d = coords.shape
+    if d < 2 or p < 4:
+        return None
+    sizes = [int(torch.unique(coords[:, t]).numel()) for t in range(d)]
+    if math.prod(sizes) != p or min(sizes) < 2:
+        return None
+    axes, stride = [], p
+    for t, a in enumerate(sizes):
+        stride //= a
+        axes.append(coords[::stride, t][:a].contiguous())
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    if not torch.equal(torch.stack([m.reshape(-1) for m in mesh], dim=1), coords):
+        return None
+    return tuple(axes)
+
+
+def _outer(s: Tensor, c: Tensor, s2: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
+    """sin and cos of every sum ``u + v`` from those of ``u`` ``[n, Q, k]`` and ``v`` ``[n, R, k]``:
+    ``[n, Q*R, k]`` (angle-sum identities, row-major over (Q, R))."""
+    s, c, s2, c2 = s.unsqueeze(2), c.unsqueeze(2), s2.unsqueeze(1), c2.unsqueeze(1)
+    return (s * c2 + c * s2).flatten(1, 2), (c * c2 - s * s2).flatten(1, 2)
+
+
+def _grid_first_layer(axes: tuple[Tensor, ...], w: Tensor, b: Tensor, om: float):
+    """``h = sin(om (W x + b))`` ``[n, P, k]`` for the points of a grid, by the angle-sum identity.
+
+    On a grid the pre-activation is a sum over axes, ``z = sum_t om W[:, t] a_t[i_t]`` (+ om b on
+    axis 0), so sin/cos are evaluated only on the axis values (``sum_t A_t`` per unit, not
+    ``prod_t A_t``) and combined by products, and no matmul with the K = d input is needed.
+    Returns ``h``, what the backward needs (sin/cos of all but the last axis combined, and of the
+    last axis), and every table built (returned by the step so that they are computed once, not
+    re-derived inside the loops that read them)."""
+    parts = []
+    for t, a in enumerate(axes):
+        z = w[:, None, :, t] * a[None, :, None]
+        parts.append(_sincos_poly((z + b.unsqueeze(1) if t == 0 else z) * om))  # [n, A_t, k]
+    (s, c), tables = parts[0], [*parts[0]]
+    for s2, c2 in parts[1:-1]:
+        s, c = _outer(s, c, s2, c2)
+        tables += [s, c]
+    sl, cl = parts[-1]
+    tables += [sl, cl]
+    h = _outer(s, c, sl, cl)[0]
+    return h, (s, c, sl, cl), tables
+
+
+def _grid_first_layer_grads(axes: tuple[Tensor, ...], g_h: Tensor, saved, om: float) -> tuple[Tensor, Tensor]:
+    """``(dW [n, k, d], db [n, k])`` of the first layer on a grid from ``g_h = d/dh`` ``[n, P, k]``."""
+    s, c, sl, cl = saved
+    n, k = s.shape[0], s.shape[2]
+    cos = c.unsqueeze(2) * cl.unsqueeze(1) - s.unsqueeze(2) * sl.unsqueeze(1)  # [n, Q, A_last, k], not stored
+    g = (g_h.reshape(n, s.shape[1], sl.shape[1], k) * cos).reshape(n, *(a.shape[0] for a in axes), k)
+    d = len(axes)
+    per_axis = [g.sum(dim=[1 + u for u in range(d) if u != t]) for t in range(d)]  # [n, A_t, k]
+    dw = torch.stack([(g_t * a[None, :, None]).sum(dim=1) for g_t, a in zip(per_axis, axes)], dim=-1)
+    return dw * om, per_axis[0].sum(dim=1) * om
+
+
+def _loss_and_grads(x: Tensor | tuple[Tensor, ...], y: Tensor, ws: list[Tensor], bs: list[Tensor],
+                    omegas: tuple[float, ...]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Per-network MSE ``[n]``, the gradients of its sum, ``[dW_1, db_1, ..., dW_L, db_L]``, and
+    tables to discard: the arithmetic of `SirenMSEGrad` as one pure function, for `torch.compile`.
+    ``x`` is the coordinates ``[P, d]``, or a grid's axis values (`grid_axes`)."""
     _, p, c = y.shape
-    h, hs, coss = coords, [], []
-    for w, b, om in zip(ws[:-1], bs[:-1], omegas):
+    grid = isinstance(x, tuple)
+    if grid:
+        h, saved, tables = _grid_first_layer(x, ws[0], bs[0], omegas[0])
+        hs, coss = [h], [None]
+    else:
+        h, hs, coss, tables = x, [], [], []
+    for w, b, om in zip(ws[len(hs):-1], bs[len(hs):-1], omegas[len(hs):]):
         h, cz = _sincos_poly((torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1)) * om)
         hs.append(h)
         coss.append(cz)
@@ -121,44 +215,56 @@ def _loss_and_grads(coords: Tensor, y: Tensor, ws: list[Tensor], bs: list[Tensor
     g_h = r.transpose(1, 2) * ws[-1] if c == 1 else torch.bmm(r.transpose(1, 2), ws[-1])
     for i in range(len(hs) - 1, -1, -1):
         om = omegas[i]
+        if i == 0 and grid:
+            g_w, g_b = _grid_first_layer_grads(x, g_h, saved, om)
+            grads += [g_b, g_w]
+            break
         g_z = g_h * coss[i]
-        g_w = torch.bmm(g_z.transpose(1, 2), hs[i - 1]) if i > 0 else torch.matmul(coords.T, g_z).transpose(1, 2)
+        g_w = torch.bmm(g_z.transpose(1, 2), hs[i - 1]) if i > 0 else torch.matmul(x.T, g_z).transpose(1, 2)
         grads += [g_z.sum(dim=1) * om, g_w * om]
         if i > 0:
             g_h = torch.bmm(g_z, ws[i]) * om
-    return mse, grads[::-1]
+    return mse, grads[::-1], tables
 
 
-# Compiled steps, one per network shape: (input dims, layer shapes, channels, omegas) -> the
-# compiled function, or False once compiling has failed.
+# Compiled steps, one per network shape: (input dims or ("grid", axes), layer shapes, channels,
+# omegas) -> the compiled function, or False once compiling has failed.
 _steps: dict[tuple, object] = {}
 _CANONICAL_N, _CANONICAL_P = 2, 64
+_CANONICAL_AXES = (5, 6, 7, 8)  # distinct sizes: no equality between a grid's axes is assumed
 
-
-def _compiled_step(coords: Tensor, y: Tensor, ws: list[Tensor], bs: list[Tensor], omegas: tuple[float, ...]):
+def _compiled_step(x: Tensor | tuple[Tensor, ...], y: Tensor, ws: list[Tensor], bs: list[Tensor],
+                   omegas: tuple[float, ...]):
     """`_loss_and_grads` compiled, or None when compiling fails (warned once per shape).
 
     Inductor picks its loop and reduction strategies from the sizes it first compiles for,
     so a compiled step's rounding could depend on what a process fitted before. Each network
     shape therefore gets its own copy of the function (its own Dynamo cache), compiled at one
-    canonical size (2 networks, 64 points) before its first real call: every process — a Ray
-    worker, a resumed run — builds the same kernels, and fits are bitwise reproducible.
+    canonical size (2 networks; 64 points, or a grid of 5 x 6 (x 7 x 8)) before its first real
+    call: every process — a Ray worker, a resumed run — builds the same kernels, and fits are
+    bitwise reproducible.
     """
     if y.shape[0] == 1:  # compiled code specialises size 1: run a one-network batch as two
-        out = _compiled_step(coords, y.expand(2, -1, -1), [w.expand(2, -1, -1) for w in ws],
-                             [b.expand(2, -1) for b in bs], omegas)
+        # (copies, not stride-0 views: the compiled code is specialised to contiguous inputs)
+        out = _compiled_step(x, y.repeat(2, 1, 1), [w.repeat(2, 1, 1) for w in ws], [b.repeat(2, 1) for b in bs], omegas)
         return None if out is None else (out[0][:1], [g[:1] for g in out[1]])
-    key = (coords.shape[1], tuple(tuple(w.shape[1:]) for w in ws), y.shape[2], omegas)
+    grid = isinstance(x, tuple)
+    key = (("grid", len(x)) if grid else x.shape[1], tuple(tuple(w.shape[1:]) for w in ws), y.shape[2], omegas)
     fn = _steps.get(key)
     if fn is False:
         return None
     if fn is None:
         # a fresh code object: Dynamo keeps its compiled variants per code object
         copy = types.FunctionType(_loss_and_grads.__code__.replace(), _loss_and_grads.__globals__, "_loss_and_grads")
-        fn = torch.compile(copy, dynamic=True)
-        k, n, c = coords.shape[1], _CANONICAL_N, y.shape[2]
+        fn = _compile(copy)
+        if grid:
+            x0 = tuple(torch.linspace(-1.0, 1.0, m) for m in _CANONICAL_AXES[: len(x)])
+            p0 = math.prod(_CANONICAL_AXES[: len(x)])
+        else:
+            x0, p0 = torch.zeros(_CANONICAL_P, x.shape[1]), _CANONICAL_P
+        n, c = _CANONICAL_N, y.shape[2]
         try:
-            fn(torch.zeros(_CANONICAL_P, k), torch.zeros(n, _CANONICAL_P, c), [torch.zeros(n, *w.shape[1:]) for w in ws],
+            fn(x0, torch.zeros(n, p0, c), [torch.zeros(n, *w.shape[1:]) for w in ws],
                [torch.zeros(n, *b.shape[1:]) for b in bs], omegas)
         except Exception as e:  # noqa: BLE001 -- no compiler, unsupported platform: stay correct, only slower
             warnings.warn(f"torch.compile of the SIREN step failed ({type(e).__name__}: {e}); "
@@ -166,7 +272,8 @@ def _compiled_step(coords: Tensor, y: Tensor, ws: list[Tensor], bs: list[Tensor]
             _steps[key] = False
             return None
         _steps[key] = fn
-    return fn(coords, y, ws, bs, omegas)
+    mse, grads, _ = fn(x, y, ws, bs, omegas)
+    return mse, grads
 
 
 def supports(spec: NetworkSpec) -> bool:
@@ -192,6 +299,9 @@ class SirenMSEGrad:
         if not supports(spec):
             raise ValueError("SirenMSEGrad needs linear layers with bias, sine hidden layers and an identity last layer")
         self.spec, self.coords = spec, coords
+        # on a grid the compiled step evaluates the first layer's sines per axis (`_grid_first_layer`)
+        use_grid = os.environ.get("WEIGHTSPACE_GRID_IDENTITY", "1") != "0" and _use_compiled(coords)
+        self.axes = grid_axes(coords) if use_grid else None
         p = coords.shape[0]
         kw = {"device": coords.device, "dtype": coords.dtype}
         *hidden, last = spec.layers
@@ -213,7 +323,8 @@ class SirenMSEGrad:
         n, p, c = y.shape
         ws, bs = params[0::2], params[1::2]
         if _use_compiled(y):
-            out = _compiled_step(self.coords, y, [w.detach() for w in ws], [b.detach() for b in bs], tuple(self.omegas))
+            x = self.axes if self.axes is not None else self.coords
+            out = _compiled_step(x, y, [w.detach() for w in ws], [b.detach() for b in bs], tuple(self.omegas))
             if out is not None:
                 mse, grads = out
                 for t, g in zip(params, grads):
