@@ -27,8 +27,11 @@ weightspace's grid path (fewer sines, no first-layer matmuls).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -133,6 +136,27 @@ def loop_rate(coords, targets, recipe, steps: int) -> float:
     return len(targets) * steps / (time.perf_counter() - t)
 
 
+def loop_rate_fresh(threads: int, networks: int, steps: int) -> float:
+    """`loop_rate` in a fresh Python process, as the reference scripts run: glibc's default
+    malloc (this process has weightspace's thresholds) and none of this process's heap history.
+    In earlier runs the loop measured inside this process ran at ~1.4k INR-steps/s in some
+    rounds and ~0.9k in others, while a fresh process gave ~1.3-1.4k every time: the slow
+    rounds flattered weightspace. The child warms up on two networks first (its first steps
+    run ~3x slower)."""
+    cmd = [sys.executable, __file__, "--loop-child", "--threads", str(threads), "--loop-networks", str(networks),
+           "--steps", str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "WEIGHTSPACE_MALLOPT": "0"})
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["loop"])
+
+
+def _loop_child(args) -> None:
+    recipe = get_recipe("dwsnets", steps=args.steps, early_stop_psnr=None)
+    data = load_mnist_subset()
+    coords, targets = data.coordinates(), data.targets()
+    loop_rate(coords, targets[:2], recipe, args.steps)  # warm-up
+    print(json.dumps({"loop": loop_rate(coords, targets[: args.loop_networks], recipe, args.steps)}))
+
+
 def stacked_rate(coords, targets, recipe, n: int, use_autograd: bool = False, grid_identity: bool = True,
                  batch: int | None = None) -> float:
     """INR-steps/s of `fit_inrs` on ``n`` networks in chunks of ``batch`` (default: the zoo
@@ -196,15 +220,23 @@ def _rounds(f: dict) -> str:
     return (f"The cost model, the loop and N = 1024 were measured in {len(f['rounds'])} interleaved rounds "
             f"(this VM's speed drifts); the table shows their medians (ratios: median of the per-round "
             f"ratios {f['vs_loop']:.1f}× and {f['of_limit']:.0%}). Rounds: {each}. Across rounds the loop ran at "
-            f"{min(loops):,.0f}–{max(loops):,.0f} INR-steps/s (in earlier runs it was either ~0.9k or ~1.4k for a "
-            f"whole process or round, never between: the same Python code at two speeds, most likely from where "
-            f"its small tensors land in memory), so the ratio to the loop spans {min(ratios):.1f}–{max(ratios):.1f}×; "
+            f"{min(loops):,.0f}–{max(loops):,.0f} INR-steps/s ({_loop_note(f)}), so the ratio to the loop spans "
+            f"{min(ratios):.1f}–{max(ratios):.1f}×; "
             f"against the fastest loop round ({max(loops):,.0f}) weightspace's median rate is "
             f"{f['stacked_n1024'] / max(loops):.1f}×, against the slowest {f['stacked_n1024'] / min(loops):.1f}×, "
             f"while the fraction of the limit spans {min(fractions):.0%}–{max(fractions):.0%}."
             + (f" The grid identity's gain, median of the per-round ratios to the dense first layer: "
                f"{statistics.median(r['grid_vs_dense'] for r in f['rounds']):.2f}×." if "grid_vs_dense" in f else "")
             + "\n\n")
+
+
+def _loop_note(f: dict) -> str:
+    if f.get("loop_process") == "fresh":
+        return ("each round in a fresh process with glibc's default malloc, after a warm-up, as the reference "
+                "scripts run; measured inside this process instead it had two speeds, ~1.4k in some rounds and "
+                "~0.9k in others, and the slow rounds flattered weightspace")
+    return ("in earlier runs it was either ~0.9k or ~1.4k for a whole process or round, never between: the same "
+            "Python code at two speeds, most likely from where its small tensors land in memory")
 
 
 def _verdict(f: dict) -> str:
@@ -288,13 +320,17 @@ def main() -> None:
     ap.add_argument("--loop-networks", type=int, default=8)
     ap.add_argument("--report", default=None)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--loop-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=5,
                     help="interleaved rounds of cost model, loop and N = 1024 (medians are reported)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.loop_child:
+        _loop_child(args)
+        return
     if args.report:
         report_from(args.report, "fit_inrs", markdown)
         return
-    torch.set_num_threads(args.threads)
     env = environment()
     recipe = get_recipe("dwsnets", steps=args.steps, early_stop_psnr=None)
     data = load_mnist_subset()
@@ -323,7 +359,7 @@ def main() -> None:
             "limit_torch_trig": 1.0 / (flops / (g * 1e9) + trig * (s_ns + c_ns) * 1e-9),
             "limit_steps_per_s": 1.0 / (flops / (g * 1e9) + trig * sc_ns * 1e-9),
             "limit_grid_steps_per_s": 1.0 / (flops_grid / (g * 1e9) + trig_grid * sc_ns * 1e-9),
-            "loop": loop_rate(coords, targets[: args.loop_networks], recipe, args.steps),
+            "loop": loop_rate_fresh(args.threads, args.loop_networks, args.steps),
             "stacked_n1024": stacked_rate(coords, targets, recipe, 1024),
             "stacked_n1024_dense": stacked_rate(coords, targets, recipe, 1024, grid_identity=False),
         }
@@ -346,7 +382,9 @@ def main() -> None:
         "trig_per_step_grid": trig_grid,
         "ns": [1, 64, 1024],
         "malloc": ("kept freed memory (`weightspace._malloc.keep_freed_memory`, set by the first fit, for the whole "
-                   "process: the loop and the cost model run under it too)") if keep_freed_memory() else "defaults",
+                   "process: the cost model runs under it too; the loop runs in a fresh process with glibc's "
+                   "defaults)") if keep_freed_memory() else "defaults",
+        "loop_process": "fresh",
     })
     for n in (1, 64):
         figures[f"stacked_n{n}"] = stacked_rate(coords, targets, recipe, n)

@@ -25,10 +25,11 @@ from weightspace.zoo import siren_grad
 # Activations of a fitting step are [n, P, width] float32 tensors, several allocated per
 # step. On a 2-core CPU, glibc returned blocks near its 32 MB mmap threshold to the OS and
 # faulted them back in every step (167-334 networks of 28x28 per batch fit at ~4k
-# INR-steps/s, 64-128 at ~7.5k, before `keep_freed_memory`); and with the compiled step, a
-# batch whose activations fit the caches better is faster still (`benchmarks/fit_inrs.py`'s
-# batch sweep: 48-64 networks beat 83 and 128). So batches keep one activation tensor near 5 MB
-# (52 networks of 28x28 at width 32).
+# INR-steps/s, 64-128 at ~7.5k, before `keep_freed_memory`). With today's compiled step the
+# batch size matters little: `benchmarks/fit_inrs.py`'s sweep is flat within this VM's noise
+# from 32 to 128 networks of 28x28; 52 (one activation tensor near 5 MB) was within 2% of the
+# fastest in the recorded run (BENCHMARKS.md, fit_inrs), and ad-hoc interleaved runs favoured
+# 48-64 over 83.
 _ACTIVATION_BUDGET_BYTES = 5 * 2**20
 
 

@@ -31,8 +31,9 @@ values (56 per unit for a 28 x 28 image instead of 784) and forms ``sin z`` and 
 the angle-sum identities (`_grid_first_layer`), with no matmul against the 2-wide input; the
 cosine is re-formed in the backward pass instead of stored. Same arithmetic up to float32
 rounding (tests compare both with float64 autograd). ``WEIGHTSPACE_GRID_IDENTITY=0`` turns
-it off. Measured on the 2-core CPU (28 x 28 images, 48-83 networks per batch, interleaved in
-one process): ~1.2x the INR-steps/s of the dense first layer (`benchmarks/fit_inrs.py`).
+it off. Measured on the 2-core CPU (28 x 28 images, 52 networks per batch, interleaved in one
+process): 1.13x the INR-steps/s of the dense first layer, median of the rounds of the recorded
+run of `benchmarks/fit_inrs.py` (single rounds 1.08-1.31x).
 
 Applies to specs whose layers are all linear with bias, every hidden layer ``sine`` and
 the last ``identity`` (both published SIREN recipes); `supports` says whether a spec
