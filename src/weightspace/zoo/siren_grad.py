@@ -18,7 +18,7 @@ On CPU in float32 the whole loss-and-gradient (`_loss_and_grads`: the same arith
 above, as a pure function) is compiled by `torch.compile` into one region: the matmuls stay
 library calls, and the elementwise work between them (bias, omega, the polynomials, the
 products with the cosine, the bias sums) becomes a few fused loops with no per-op dispatch.
-Python floats (omega, the coefficients) are compiled in as constants (`_CONSTANT_FLOATS`).
+Python floats (omega, the coefficients) are compiled in as constants (`weightspace._compile`).
 Compiling takes ~7 s once per process and network shape (a one-network batch runs as two,
 since compiled code specialises size 1). Where compiling is impossible (no C++ compiler) or
 switched off (``WEIGHTSPACE_COMPILE=0``), on GPUs and in float64, the buffered eager step
@@ -50,24 +50,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from weightspace._compile import compile_kernel
 from weightspace.core.spec import NetworkSpec
-
-# Compile with Python floats (omega, the polynomial's coefficients) as constants of the kernels.
-# Dynamo's default passes each in as a runtime argument, and Inductor's C++ then loads it and
-# converts it from double inside the innermost loop: on the 2-core CPU the compiled sin/cos ran
-# about twice as fast with constants (0.88 vs 0.37 and 2.8 vs 1.4 ns/element in two A/B runs
-# on one tensor, the second while the VM was slow).
-_CONSTANT_FLOATS = torch._dynamo.config.patch(specialize_float=True)
-# And no "duck sizing": by default Dynamo assumes that sizes equal at compile time stay equal
-# (the canonical 2 networks and an image's 2 coordinates, two 8-point axes), and a later call
-# that breaks the coincidence compiles the step again.
-_NO_DUCK_SIZING = torch.fx.experimental._config.patch(use_duck_shape=False)
-
-
-def _compile(fn):
-    """``torch.compile(fn, dynamic=True)`` under the two settings above (at every call: Dynamo
-    reads them when it traces, which a call may do again)."""
-    return _NO_DUCK_SIZING(_CONSTANT_FLOATS(torch.compile(fn, dynamic=True)))
 
 # pi in three parts (Cody & Waite): k * _PI_A is exact in float32 for |k| < 2^12, so the
 # reduced argument keeps full precision for |z| up to ~10^4 (SIREN pre-activations stay
@@ -115,7 +99,7 @@ def sincos(z: Tensor) -> tuple[Tensor, Tensor]:
     if not _use_compiled(z):
         return _sincos_torch(z)
     if _compiled is None:
-        fn = _compile(_sincos_poly)
+        fn = compile_kernel(_sincos_poly)
         try:
             out = fn(z)
         except Exception as e:  # noqa: BLE001 -- no compiler, unsupported platform: stay correct, only slower
@@ -257,7 +241,7 @@ def _compiled_step(x: Tensor | tuple[Tensor, ...], y: Tensor, ws: list[Tensor], 
     if fn is None:
         # a fresh code object: Dynamo keeps its compiled variants per code object
         copy = types.FunctionType(_loss_and_grads.__code__.replace(), _loss_and_grads.__globals__, "_loss_and_grads")
-        fn = _compile(copy)
+        fn = compile_kernel(copy)
         if grid:
             x0 = tuple(torch.linspace(-1.0, 1.0, m) for m in _CANONICAL_AXES[: len(x)])
             p0 = math.prod(_CANONICAL_AXES[: len(x)])

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from weightspace._compile import compile_kernel
+
 ADAM_BETAS, EPS, SGD_MOMENTUM, RMSPROP_ALPHA = (0.9, 0.999), 1e-8, 0.9, 0.99
 KINDS = ("adam", "sgd", "rmsprop")
 
@@ -105,7 +107,7 @@ class StackedOptimizer:
         if _use_compiled(params) and _compiled is not False:
             if _compiled is not None:
                 return _compiled(*args)
-            fn = torch.compile(_update, dynamic=True)
+            fn = compile_kernel(_update)
             try:  # compiling happens before any tensor is touched: a failure leaves the state as it was
                 out = fn(*args)
             except Exception as e:  # noqa: BLE001 -- no compiler, unsupported platform: stay correct, only slower
