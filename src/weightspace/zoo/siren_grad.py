@@ -19,8 +19,10 @@ above, as a pure function) is compiled by `torch.compile` into one region: the m
 library calls, and the elementwise work between them (bias, omega, the polynomials, the
 products with the cosine, the bias sums) becomes a few fused loops with no per-op dispatch.
 Python floats (omega, the coefficients) are compiled in as constants (`weightspace._compile`).
-Compiling takes ~7 s once per process and network shape (a one-network batch runs as two,
-since compiled code specialises size 1). Where compiling is impossible (no C++ compiler) or
+Compiling happens once per process and network shape (a one-network batch runs as two,
+since compiled code specialises size 1): on the 2-core CPU ~35 s for the grid step and ~24 s
+for the dense one with Inductor's disk cache cold (measured with
+``TORCHINDUCTOR_FORCE_DISABLE_CACHES=1``), seconds once the cache holds the kernels. Where compiling is impossible (no C++ compiler) or
 switched off (``WEIGHTSPACE_COMPILE=0``), on GPUs and in float64, the buffered eager step
 runs, with ``torch.sin`` / ``torch.cos``.
 
