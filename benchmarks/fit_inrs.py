@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import torch
 from _common import environment, report_from, write_result
@@ -138,11 +139,9 @@ def loop_rate(coords, targets, recipe, steps: int) -> float:
 
 def loop_rate_fresh(threads: int, networks: int, steps: int) -> float:
     """`loop_rate` in a fresh Python process, as the reference scripts run: glibc's default
-    malloc (this process has weightspace's thresholds) and none of this process's heap history.
-    In earlier runs the loop measured inside this process ran at ~1.4k INR-steps/s in some
-    rounds and ~0.9k in others, while a fresh process gave ~1.3-1.4k every time: the slow
-    rounds flattered weightspace. The child warms up on two networks first (its first steps
-    run ~3x slower)."""
+    malloc (this process has weightspace's thresholds) and none of this process's heap history
+    (timed inside this process, the loop ran at 0.75-1.39k INR-steps/s across rounds: see
+    `_LOOP_NOTE`). The child warms up on two networks first (its first steps run ~3x slower)."""
     cmd = [sys.executable, __file__, "--loop-child", "--threads", str(threads), "--loop-networks", str(networks),
            "--steps", str(steps)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "WEIGHTSPACE_MALLOPT": "0"})
@@ -162,19 +161,12 @@ def stacked_rate(coords, targets, recipe, n: int, use_autograd: bool = False, gr
     """INR-steps/s of `fit_inrs` on ``n`` networks in chunks of ``batch`` (default: the zoo
     builder's); ``grid_identity=False`` runs the dense first layer (``WEIGHTSPACE_GRID_IDENTITY=0``)."""
     batch = batch or auto_batch_size(coords.shape[0], max(recipe.hidden))
-    before = os.environ.get("WEIGHTSPACE_GRID_IDENTITY")
-    os.environ["WEIGHTSPACE_GRID_IDENTITY"] = "1" if grid_identity else "0"
-    try:
+    with mock.patch.dict(os.environ, {"WEIGHTSPACE_GRID_IDENTITY": "1" if grid_identity else "0"}):
         t = time.perf_counter()
         for lo in range(0, n, batch):
             hi = min(n, lo + batch)
             fit_inrs(coords, targets[lo:hi], recipe, list(range(lo, hi)), use_autograd=use_autograd)
         return n * recipe.steps / (time.perf_counter() - t)
-    finally:
-        if before is None:
-            del os.environ["WEIGHTSPACE_GRID_IDENTITY"]
-        else:
-            os.environ["WEIGHTSPACE_GRID_IDENTITY"] = before
 
 
 def batch_sweep(coords, targets, recipe, sizes: tuple[int, ...], rounds: int = 3) -> dict[str, float]:
@@ -211,51 +203,39 @@ def _rounds(f: dict) -> str:
     if len(f.get("rounds", [])) < 2:
         return ""
     each = "; ".join(f"loop {r['loop']:,.0f}, N = 1024 {r['stacked_n1024']:,.0f} ({r['vs_loop']:.1f}×, "
-                     f"{r['of_limit']:.0%} of {r['limit_steps_per_s']:,.0f}"
-                     + (f", dense first layer {r['stacked_n1024_dense']:,.0f}" if "stacked_n1024_dense" in r else "")
-                     + ")" for r in f["rounds"])
+                     f"{r['of_limit']:.0%} of {r['limit_steps_per_s']:,.0f}, dense first layer "
+                     f"{r['stacked_n1024_dense']:,.0f})" for r in f["rounds"])
     loops = [r["loop"] for r in f["rounds"]]
     ratios = [r["vs_loop"] for r in f["rounds"]]
     fractions = [r["of_limit"] for r in f["rounds"]]
     return (f"The cost model, the loop and N = 1024 were measured in {len(f['rounds'])} interleaved rounds "
             f"(this VM's speed drifts); the table shows their medians (ratios: median of the per-round "
             f"ratios {f['vs_loop']:.1f}× and {f['of_limit']:.0%}). Rounds: {each}. Across rounds the loop ran at "
-            f"{min(loops):,.0f}–{max(loops):,.0f} INR-steps/s ({_loop_note(f)}), so the ratio to the loop spans "
+            f"{min(loops):,.0f}–{max(loops):,.0f} INR-steps/s ({_LOOP_NOTE}), so the ratio to the loop spans "
             f"{min(ratios):.1f}–{max(ratios):.1f}×; "
             f"against the fastest loop round ({max(loops):,.0f}) weightspace's median rate is "
             f"{f['stacked_n1024'] / max(loops):.1f}×, against the slowest {f['stacked_n1024'] / min(loops):.1f}×, "
-            f"while the fraction of the limit spans {min(fractions):.0%}–{max(fractions):.0%}."
-            + (f" The grid identity's gain, median of the per-round ratios to the dense first layer: "
-               f"{statistics.median(r['grid_vs_dense'] for r in f['rounds']):.2f}×." if "grid_vs_dense" in f else "")
-            + "\n\n")
+            f"while the fraction of the limit spans {min(fractions):.0%}–{max(fractions):.0%}. The grid identity's "
+            f"gain, median of the per-round ratios to the dense first layer: {f['grid_vs_dense']:.2f}×.\n\n")
 
 
-def _loop_note(f: dict) -> str:
-    if f.get("loop_process") == "fresh":
-        return ("each round in a fresh process with glibc's default malloc, after a warm-up, as the reference "
-                "scripts run; measured inside this process instead it had two speeds, ~1.4k in some rounds and "
-                "~0.9k in others, and the slow rounds flattered weightspace")
-    return ("in earlier runs it was either ~0.9k or ~1.4k for a whole process or round, never between: the same "
-            "Python code at two speeds, most likely from where its small tensors land in memory")
+_LOOP_NOTE = ("each round in a fresh process with glibc's default malloc, after a warm-up, as the reference scripts "
+              "run; until 2026-11-28 it was timed inside this process, where it ran at 747–1,386 across the rounds of "
+              "one run and the slow rounds flattered weightspace: benchmarks/results/fit_inrs.json at commit 49048e9")
 
 
 def _verdict(f: dict) -> str:
     rounds = f.get("rounds") or [f]
     fast = sum(r["vs_loop"] >= 10 for r in rounds)
     half = sum(r["of_limit"] >= 0.5 for r in rounds)
-    out = (f"Targets (issue 3): at least 10× the loop — {'met' if f['vs_loop'] >= 10 else 'NOT met'} by the median "
-           f"({f['vs_loop']:.1f}×; {fast} of {len(rounds)} rounds reach 10×); at least 50% of the limit — "
-           f"{'met' if f['of_limit'] >= 0.5 else 'NOT met'} by the median ({f['of_limit']:.0%}; {half} of "
-           f"{len(rounds)} rounds reach 50%)")
-    if "of_grid_limit" in f:
-        out += (f"; against the grid path's own, smaller work its median is {f['of_grid_limit']:.0%} of that "
-                f"stricter limit")
-    return out + ".\n\n"
+    return (f"Targets (issue 3): at least 10× the loop — {'met' if f['vs_loop'] >= 10 else 'NOT met'} by the median "
+            f"({f['vs_loop']:.1f}×; {fast} of {len(rounds)} rounds reach 10×); at least 50% of the limit — "
+            f"{'met' if f['of_limit'] >= 0.5 else 'NOT met'} by the median ({f['of_limit']:.0%}; {half} of "
+            f"{len(rounds)} rounds reach 50%); against the grid path's own, smaller work its median is "
+            f"{f['of_grid_limit']:.0%} of that stricter limit.\n\n")
 
 
 def _grid_model(f: dict) -> str:
-    if "limit_grid_steps_per_s" not in f:
-        return ""
     return (f" On a grid (these images) weightspace's step does less: the first layer's sin/cos "
             f"come from the axis values by the angle-sum identity and its matmuls are gone "
             f"(`weightspace.zoo.siren_grad`), {f['flops_per_step_grid'] / 1e6:.2f} MFLOP and "
@@ -264,8 +244,6 @@ def _grid_model(f: dict) -> str:
 
 
 def _sweep(f: dict) -> str:
-    if "batch_sweep" not in f:
-        return ""
     cells = ", ".join(f"{b}: {v:,.0f}" + (" (the default)" if int(b) == f["batch_default"] else "")
                       for b, v in f["batch_sweep"].items())
     return (f"Networks per batch (medians of 3 interleaved rounds, INR-steps/s; `auto_batch_size` picks "
@@ -280,9 +258,8 @@ def markdown(f: dict) -> str:
 
     rows = [row("per-network loop (nn.Module + Adam)", f["loop"])]
     rows += [row(f"weightspace, N = {n}", f[f"stacked_n{n}"]) for n in f["ns"]]
-    if "stacked_n1024_dense" in f:
-        rows.append(row("weightspace, dense first layer (`WEIGHTSPACE_GRID_IDENTITY=0`), N = 1024",
-                        f["stacked_n1024_dense"]))
+    rows.append(row("weightspace, dense first layer (`WEIGHTSPACE_GRID_IDENTITY=0`), N = 1024",
+                    f["stacked_n1024_dense"]))
     rows.append(row("weightspace through autograd (earlier path), N = 1024", f["autograd_n1024"]))
     if f.get("ray_n1024"):
         rows.append(row(f"weightspace, Ray backend, {f['ray_workers']} workers × 1 thread, N = 1024", f["ray_n1024"]))
@@ -384,7 +361,6 @@ def main() -> None:
         "malloc": ("kept freed memory (`weightspace._malloc.keep_freed_memory`, set by the first fit, for the whole "
                    "process: the cost model runs under it too; the loop runs in a fresh process with glibc's "
                    "defaults)") if keep_freed_memory() else "defaults",
-        "loop_process": "fresh",
     })
     for n in (1, 64):
         figures[f"stacked_n{n}"] = stacked_rate(coords, targets, recipe, n)

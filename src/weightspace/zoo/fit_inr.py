@@ -55,8 +55,8 @@ class _StackedAdam:
     def __init__(self, params: list[Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
         self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
         self.fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
-        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
         # one step counter per parameter, as torch.optim.Adam keeps them (float32 on the CPU for the fused kernel)
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device if self.fused else "cpu") for p in params]
 
@@ -67,7 +67,7 @@ class _StackedAdam:
         grads = [p.grad if p.grad.stride() == p.stride() else p.grad.contiguous() for p in self.params]
         functional_adam(
             [p.detach() for p in self.params], grads, self.exp_avg, self.exp_avg_sq, [], self.steps,
-            foreach=None if self.fused else True, fused=self.fused or None,
+            foreach=not self.fused, fused=self.fused,
             amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=0.0, eps=self.eps,
             maximize=False,
         )
