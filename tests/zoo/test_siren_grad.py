@@ -36,7 +36,9 @@ def test_hand_gradient_equals_autograd(hidden, out_c, in_d):
 
 @pytest.mark.parametrize("hidden,out_c,in_d,n", [((32, 32), 1, 2, 4), ((5,), 3, 3, 1), ((7, 1, 4), 2, 1, 3)])
 def test_compiled_float32_gradient_equals_autograd(hidden, out_c, in_d, n, monkeypatch):
-    # float32 on CPU takes the compiled whole step (n = 1 runs as a batch of two)
+    # float32 on CPU takes the compiled whole step (n = 1 runs as a batch of two) when the native
+    # kernel is off (it is tested below)
+    monkeypatch.setenv("WEIGHTSPACE_NATIVE", "0")
     torch.manual_seed(1)
     spec = NetworkSpec.siren(in_d, hidden, out_c, omega=30.0)
     coords = torch.rand(60, in_d) * 2 - 1
@@ -128,6 +130,7 @@ def test_grid_step_gradient_equals_autograd(hidden, out_c, shape, n, monkeypatch
     # on a grid the compiled step takes the first layer's sines per axis (angle-sum identity)
     from weightspace.signals.base import grid_coordinates
 
+    monkeypatch.setenv("WEIGHTSPACE_NATIVE", "0")  # the compiled step; the native kernel is tested below
     torch.manual_seed(2)
     spec = NetworkSpec.siren(len(shape), hidden, out_c, omega=30.0)
     coords = grid_coordinates(shape)
@@ -155,3 +158,86 @@ def test_grid_step_gradient_equals_autograd(hidden, out_c, shape, n, monkeypatch
     dense(params, y)
     for a, b in zip(grid_grads, params):
         torch.testing.assert_close(a, b.grad, rtol=1e-3, atol=2e-5 * max(1.0, a.abs().max().item()))
+
+
+@pytest.mark.parametrize("hidden,out_c,shape,n", [
+    ((32, 32), 1, (7, 9), 5),  # the published recipes' shape, on a grid
+    ((16,), 3, (3, 4, 5), 2),  # one hidden layer, RGB-like output, a 3-D grid
+    ((64, 64, 64), 2, (37,), 3),  # audio-like 1-D input (no grid), a point count not a multiple of the tile
+    ((32, 32), 1, None, 4),  # scattered points (no grid)
+])
+def test_native_kernel_equals_autograd(hidden, out_c, shape, n):
+    from weightspace.signals.base import grid_coordinates
+
+    torch.manual_seed(3)
+    spec = NetworkSpec.siren(len(shape) if shape else 2, hidden, out_c, omega=30.0)
+    coords = grid_coordinates(shape) if shape else torch.rand(50, 2) * 2 - 1
+    params = []  # scaled by fan-in: omega = 30 in every sine layer would otherwise amplify float32 rounding 30x per layer
+    for layer in spec.layers:
+        params += [torch.randn(n, layer.out_features, layer.in_features) / layer.in_features,
+                   torch.randn(n, layer.out_features) * 0.1]
+    y = torch.randn(n, coords.shape[0], out_c)
+    want_mse, want = _autograd(spec, [p.double() for p in params], coords.double(), y.double())
+    grad = siren_grad.SirenMSEGrad(spec, coords, max_networks=n)
+    assert grad.native, "the native kernel did not build (no C compiler?)"
+    assert (grad.axes is not None) == (shape is not None and len(shape) > 1)
+    mse = grad(params, y)
+    torch.testing.assert_close(mse.double(), want_mse, rtol=1e-5, atol=1e-6)
+    for i, (p_, g) in enumerate(zip(params, want)):
+        assert p_.grad.shape == p_.shape and p_.grad.is_contiguous()
+        atol = 1e-5 * max(1.0, g.abs().max().item())
+        torch.testing.assert_close(p_.grad.double(), g, rtol=1e-3, atol=atol, msg=lambda m, i=i: f"tensor {i}: {m}")
+    # each network on its own gives its own result, bit for bit: no dependence on the batch or the thread split
+    for j in range(n):
+        one = [p_.detach()[j : j + 1].clone() for p_ in params]
+        mse_j = siren_grad.SirenMSEGrad(spec, coords, max_networks=1)(one, y[j : j + 1])
+        assert torch.equal(mse_j, mse[j : j + 1])
+        for a, b in zip(one, params):
+            assert torch.equal(a.grad[0], b.grad[j])
+
+
+def test_native_kernel_is_skipped_where_it_does_not_apply(monkeypatch):
+    from weightspace.zoo import siren_native
+
+    coords = torch.rand(20, 2)
+    assert siren_native.supported(coords, [32, 32], 2)
+    assert not siren_native.supported(coords, [5], 1)  # width not a multiple of 16
+    assert not siren_native.supported(coords, [32, 64], 2)  # unequal widths
+    assert not siren_native.supported(coords.double(), [32], 1)
+    monkeypatch.setenv("WEIGHTSPACE_NATIVE", "0")
+    assert not siren_native.supported(coords, [32, 32], 2)
+    spec = NetworkSpec.siren(2, (32, 32), 1, omega=30.0)
+    assert not siren_grad.SirenMSEGrad(spec, coords, 2).native
+
+
+def test_native_kernel_without_a_compiler_warns_and_falls_back(monkeypatch, tmp_path):
+    from weightspace.zoo import siren_native
+
+    monkeypatch.setattr(siren_native, "_lib", None)  # forget the loaded library: build again
+    monkeypatch.setenv("WEIGHTSPACE_CACHE_DIR", str(tmp_path))  # and nothing cached
+    monkeypatch.setattr(siren_native, "_compiler", lambda: None)
+    spec = NetworkSpec.siren(2, (16,), 1, omega=30.0)
+    coords = torch.rand(20, 2)
+    with pytest.warns(UserWarning, match="native SIREN kernel is unavailable.*no C compiler"):
+        grad = siren_grad.SirenMSEGrad(spec, coords, 2)
+    assert not grad.native and not list(tmp_path.iterdir())
+    params = []
+    for layer in spec.layers:
+        params += [torch.randn(2, layer.out_features, layer.in_features) * 0.1, torch.randn(2, layer.out_features) * 0.1]
+    y = torch.randn(2, 20, 1)
+    want_mse, _ = _autograd(spec, [p.double() for p in params], coords.double(), y.double())
+    torch.testing.assert_close(grad(params, y).double(), want_mse, rtol=1e-5, atol=1e-6)  # the fallback step
+
+
+def test_native_kernel_builds_into_the_cache_once(monkeypatch, tmp_path):
+    from weightspace.zoo import siren_native
+
+    monkeypatch.setattr(siren_native, "_lib", None)
+    monkeypatch.setenv("WEIGHTSPACE_CACHE_DIR", str(tmp_path))
+    assert siren_native.available()
+    built = list((tmp_path / "native").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"  # no temporary file left behind
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(siren_native, "_lib", None)
+    assert siren_native.available()
+    assert [p.stat().st_mtime_ns for p in (tmp_path / "native").iterdir()] == [stamp]  # reused, not rebuilt

@@ -22,14 +22,13 @@ from weightspace.core.weights import Weights
 from weightspace.inr.siren import SirenRecipe
 from weightspace.zoo import siren_grad
 
-# Activations of a fitting step are [n, P, width] float32 tensors, several allocated per
-# step. On a 2-core CPU, glibc returned blocks near its 32 MB mmap threshold to the OS and
-# faulted them back in every step (167-334 networks of 28x28 per batch fit at ~4k
-# INR-steps/s, 64-128 at ~7.5k, before `keep_freed_memory`). With today's compiled step the
-# batch size matters little: `benchmarks/fit_inrs.py`'s sweep is flat within this VM's noise
-# from 32 to 128 networks of 28x28; 52 (one activation tensor near 5 MB) was within 2% of the
-# fastest in the recorded run (BENCHMARKS.md, fit_inrs), and ad-hoc interleaved runs favoured
-# 48-64 over 83.
+# Activations of a fitting step on the compiled PyTorch path are [n, P, width] float32 tensors,
+# several allocated per step. On a 2-core CPU, glibc returned blocks near its 32 MB mmap
+# threshold to the OS and faulted them back in every step (167-334 networks of 28x28 per batch
+# fit at ~4k INR-steps/s, 64-128 at ~7.5k, before `keep_freed_memory`); that path's rate was
+# then flat within noise from 32 to 128 networks. The native kernel (`siren_native`) keeps no
+# such tensors: its recorded sweep rises to 22.5k INR-steps/s at 52 networks and 23.9k at 128
+# (BENCHMARKS.md, fit_inrs). 52 networks of 28x28 (one activation tensor near 5 MB) serves both.
 _ACTIVATION_BUDGET_BYTES = 5 * 2**20
 
 

@@ -37,6 +37,12 @@ it off. Measured on the 2-core CPU (28 x 28 images, 52 networks per batch, inter
 process): 1.13x the INR-steps/s of the dense first layer, median of the rounds of the recorded
 run of `benchmarks/fit_inrs.py` (single rounds 1.08-1.31x).
 
+On CPU in float32, where `weightspace.zoo.siren_native` applies (hidden widths of 16, 32, 64
+or 128) and its C kernel builds, `SirenMSEGrad` calls that kernel instead: the same arithmetic
+(polynomial sin/cos, the angle-sum first layer on grids), one network per thread, tile by tile
+in L1. The compiled step above is the fallback (``WEIGHTSPACE_NATIVE=0`` selects it), the
+eager buffered step the fallback's.
+
 Applies to specs whose layers are all linear with bias, every hidden layer ``sine`` and
 the last ``identity`` (both published SIREN recipes); `supports` says whether a spec
 qualifies, and `weightspace.zoo.fit_inr` falls back to autograd otherwise.
@@ -54,6 +60,7 @@ from torch import Tensor
 
 from weightspace._compile import compile_kernel
 from weightspace.core.spec import NetworkSpec
+from weightspace.zoo import siren_native
 
 # pi in three parts (Cody & Waite): k * _PI_A is exact in float32 for |k| < 2^12, so the
 # reduced argument keeps full precision for |z| up to ~10^4 (SIREN pre-activations stay
@@ -286,12 +293,15 @@ class SirenMSEGrad:
         if not supports(spec):
             raise ValueError("SirenMSEGrad needs linear layers with bias, sine hidden layers and an identity last layer")
         self.spec, self.coords = spec, coords
-        # on a grid the compiled step evaluates the first layer's sines per axis (`_grid_first_layer`)
-        use_grid = os.environ.get("WEIGHTSPACE_GRID_IDENTITY", "1") != "0" and _use_compiled(coords)
+        *hidden, last = spec.layers
+        # the native kernel (`siren_native`) where it applies and builds, else the compiled step
+        self.native = siren_native.supported(coords, [layer.out_features for layer in hidden], len(hidden)) \
+            and siren_native.available()
+        # on a grid both evaluate the first layer's sines per axis (`_grid_first_layer`)
+        use_grid = os.environ.get("WEIGHTSPACE_GRID_IDENTITY", "1") != "0" and (self.native or _use_compiled(coords))
         self.axes = grid_axes(coords) if use_grid else None
         p = coords.shape[0]
         kw = {"device": coords.device, "dtype": coords.dtype}
-        *hidden, last = spec.layers
         self.omegas = [layer.omega for layer in hidden]
         self._sizes = [(max_networks, p, layer.out_features) for layer in hidden], (max_networks, last.out_features, p), kw
         self._z: list[Tensor] = []  # the eager step's buffers, allocated on its first call
@@ -309,6 +319,11 @@ class SirenMSEGrad:
     def __call__(self, params: list[Tensor], y: Tensor) -> Tensor:
         n, p, c = y.shape
         ws, bs = params[0::2], params[1::2]
+        if self.native and y.dtype == torch.float32 and y.device.type == "cpu":
+            mse, grads = siren_native.mse_and_grads(self.coords, self.axes, y, ws, bs, tuple(self.omegas))
+            for t, g in zip(params, grads):
+                t.grad = g
+            return mse
         if _use_compiled(y):
             x = self.axes if self.axes is not None else self.coords
             out = _compiled_step(x, y, [w.detach() for w in ws], [b.detach() for b in bs], tuple(self.omegas))
