@@ -9,8 +9,11 @@ memory for registry models on an INR zoo, side by side in one run.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,6 +58,7 @@ def row_config(f: dict, key: str) -> dict:
 def markdown(f: dict) -> str:
     where = "Run on the lent GPU machine (not the 2-core development machine). " if f["device"] != "cpu" else ""
     rows = []
+    steps = f.get("step_throughput")  # batch-32 step rates and memory, each model in a fresh process
     # rows merged from several processes (--merge) carry their own schedule; older results do not
     per_row = any("settings" in r for r in f["models"].values())
     for name, r in f["models"].items():
@@ -71,6 +75,7 @@ def markdown(f: dict) -> str:
         rows.append(
             f"| {label} | {r['augment'] or '–'} |{extra} {accs.mean():.2f} ± {accs.std():.2f} | {r['params']:,} | "
             f"{np.mean(r['examples_per_s']):,.0f} | {np.mean(r['train_s']):.0f} s | {r['peak_memory_mb']:.0f} MB |"
+            + (_step_cells(f, _model_of(name)) if steps else "")
         )
     if per_row:
         head = ("| model | augmentation | model config | torch.compile | epochs run | batch | lr | weight decay | test accuracy % (mean ± std) | "
@@ -84,7 +89,24 @@ def markdown(f: dict) -> str:
         setup = (f"Zoo `{f['zoo']}` ({f['networks']}), device {f['device']}, {f['epochs']} epochs at batch {f['batch_size']},\n"
                  f"lr {f['lr']}, weight decay {f.get('weight_decay', 1e-4)}, seeds {f['seeds']}; best epoch by validation accuracy. "
                  "Throughput counts training\nexamples per second of training wall time (validation included).")
+    if steps:
+        head = head.replace(" peak memory |\n", " peak memory | step examples/s at batch 32 | ratio to mlp | step peak RSS |\n")
+        head += "---:|---:|---:|"
+        setup += (f" The last three columns: {steps['_meta']['steps']} timed steps (forward, backward, AdamW) at batch "
+                  f"{steps['_meta']['batch']}, {steps['_meta']['threads']} threads, without augmentation, each model in "
+                  "a fresh process of this run, whose peak resident memory is given; the ratio is to the flat `mlp` "
+                  "measured the same way (the issue's reference: the original DWSNets code ~47 examples/s, a flat MLP "
+                  "~16,000/s, ratio ~0.003).")
     return where + "\n" + setup + "\n\n" + head + "\n" + "\n".join(rows) + (f"\n\n{f['note']}" if f.get("note") else "")
+
+
+def _step_cells(f: dict, model: str) -> str:
+    steps = f["step_throughput"]
+    if model not in steps:
+        return " – | – | – |"
+    r, base = steps[model], steps.get("mlp")
+    ratio = f"{r['examples_per_s'] / base['examples_per_s']:.3f}" if base else "–"
+    return f" {r['examples_per_s']:,.0f} | {ratio} | {r['peak_rss_mb']:,.0f} MB |"
 
 
 def merge(paths: list[str], section: str, note: str | None) -> None:
@@ -118,15 +140,16 @@ def merge(paths: list[str], section: str, note: str | None) -> None:
     print(markdown(figures))
 
 
-def throughput(zoo_path: str, name: str, batch: int, steps: int = 30) -> dict:
-    """Training examples/s (forward, backward, AdamW step) at ``batch`` on the CPU, and this
-    process's peak resident memory. Run in a fresh subprocess per model so the peaks are its own."""
+def throughput(zoo_path: str, name: str, batch: int, steps: int = 30, config: dict | None = None) -> dict:
+    """Training examples/s (forward, backward, AdamW step) at ``batch`` on the CPU, 2 threads, and
+    this process's peak resident memory. Run in a fresh subprocess per model (`throughput_in_child`)
+    so the peaks are its own."""
     torch.set_num_threads(2)
     zoo = Zoo.open(zoo_path)
     w, table = zoo.load("train")
     y = torch.as_tensor(table["label"].to_numpy().copy())
     torch.manual_seed(0)
-    model = create_model(name, zoo.spec, out_features=int(y.max()) + 1)
+    model = create_model(name, zoo.spec, out_features=int(y.max()) + 1, **(config or {}))
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     g = torch.Generator().manual_seed(0)
     for k in range(steps + 5):
@@ -164,6 +187,8 @@ def main() -> None:
     ap.add_argument("--merge", nargs="+", default=None, help="result JSONs to merge into one table (section --section)")
     ap.add_argument("--note", default=None, help="a paragraph under the merged table")
     ap.add_argument("--throughput", action="store_true", help="only measure CPU training throughput and memory per model")
+    ap.add_argument("--step-throughput", action="store_true",
+                    help="after training, also measure each model's batch-32 step throughput and memory (CPU), for the same table")
     args = ap.parse_args()
     if args.report:
         report_from(args.report, args.section, markdown)
@@ -226,6 +251,13 @@ def main() -> None:
             figures["models"][key] = r
             if out:  # partial results survive a run cut short
                 write_result(args.section, env, figures, markdown(figures), out)
+    if args.step_throughput and not cuda:
+        # the issue's throughput figure (batch 32, 2 threads), in this same run, after the training rows
+        steps = {"_meta": {"batch": 32, "threads": 2, "steps": 30}}
+        for name in dict.fromkeys(["mlp", *args.models.split(",")]):
+            steps[name] = throughput_in_child(args.zoo, name, 32, model_config.get(name))
+            print(f"{name}: step throughput at batch 32 {steps[name]}", flush=True)
+        figures["step_throughput"] = steps
     print(markdown(figures))
     write_result(args.section, env, figures, markdown(figures), args.results_dir)
 
@@ -260,21 +292,20 @@ examples/s at batch 32 on 2 threads, a flat MLP at about 16,000/s.
 """
 
 
-def throughput_table(args) -> None:
-    import json
-    import subprocess
-    import sys
+def throughput_in_child(zoo: str, name: str, batch: int, config: dict | None = None) -> dict:
+    """`throughput` in a fresh Python process (its own peak memory)."""
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); from classify_inrs import throughput; "
+            f"print(json.dumps(throughput({zoo!r}, {name!r}, {batch}, config={config!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(ROOT))
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
+
+def throughput_table(args) -> None:
     env = environment()
     figures = {"zoo": args.zoo, "batch": args.batch_size, "steps": 30, "models": {},
                "effective_config": {m: effective_config(m, None) for m in args.models.split(",")}}
     for name in args.models.split(","):
-        code = (
-            "import json, sys; sys.path.insert(0, 'benchmarks'); from classify_inrs import throughput; "
-            f"print(json.dumps(throughput({args.zoo!r}, {name!r}, {args.batch_size})))"
-        )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(ROOT))
-        figures["models"][name] = json.loads(out.stdout.strip().splitlines()[-1])
+        figures["models"][name] = throughput_in_child(args.zoo, name, args.batch_size)
         print(name, figures["models"][name], flush=True)
     print(throughput_markdown(figures))
     write_result("classify_throughput", env, figures, throughput_markdown(figures))
