@@ -268,12 +268,13 @@ def main() -> None:
     if args.step_throughput and not cuda:
         # the throughput figure (batch 32, 2 threads), in this same run, after the training rows
         # this VM's speed drifts: three fresh processes per model, interleaved over the models, medians kept
-        steps = {"_meta": {"batch": 32, "threads": 2, "steps": 100, "repeats": 3}}
+        meta = {"batch": 32, "threads": 2, "steps": 100, "repeats": 3}  # `throughput` runs on 2 threads
+        steps = {"_meta": meta}
         names = list(dict.fromkeys(["mlp", *args.models.split(",")]))
         runs: dict[str, list[dict]] = {name: [] for name in names}
-        for _ in range(3):
+        for _ in range(meta["repeats"]):
             for name in names:
-                runs[name].append(throughput_in_child(args.zoo, name, 32, model_config.get(name), steps=100))
+                runs[name].append(throughput_in_child(args.zoo, name, meta["batch"], model_config.get(name), meta["steps"]))
         for name, rs in runs.items():
             steps[name] = {"examples_per_s": float(np.median([r["examples_per_s"] for r in rs])),
                            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),

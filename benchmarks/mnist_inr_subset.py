@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 from _common import environment, report_from, write_result
+from mnist_inr_zoo import build_figures
 
 from weightspace.inr.siren import DWSNETS
 from weightspace.signals import load_mnist_idx
@@ -58,14 +59,10 @@ def main() -> None:
     t0 = time.perf_counter()
     zoo = build_inr_zoo(data.subset(idx), args.out, DWSNETS, shard_size=args.shard_size, progress=False)
     wall = time.perf_counter() - t0
-    psnr, steps = zoo.table["psnr"].to_numpy(), zoo.table["steps"].to_numpy()
     figures = {
-        "networks": len(zoo), "counts": counts, "mnist": args.mnist, "device": "cpu",
-        "threads": torch.get_num_threads(),
+        "counts": counts, "mnist": args.mnist, "device": "cpu", "threads": torch.get_num_threads(),
         "fitter": "native kernel (siren_native)" if siren_native.available() else "compiled PyTorch step",
-        "wall_s": wall, "inr_steps_per_s": float(steps.sum()) / wall,
-        "psnr_mean": float(psnr.mean()), "psnr_p5": float(np.percentile(psnr, 5)),
-        "early_stopped_fraction": float((steps < DWSNETS.steps).mean()),
+        **build_figures(zoo, wall),
     }
     print(markdown(figures))
     write_result("mnist_inr_subset", env, figures, markdown(figures))

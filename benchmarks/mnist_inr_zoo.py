@@ -37,6 +37,20 @@ MNIST {f['split_counts']}, device {f['device']}, batches of {f['batch_size']} ne
 """
 
 
+def build_figures(zoo: Zoo, wall: float) -> dict:
+    """Size, wall time, INR-steps/s and PSNR statistics of a freshly built DWSNets-recipe zoo."""
+    psnr, steps = zoo.table["psnr"].to_numpy(), zoo.table["steps"].to_numpy()
+    return {
+        "networks": len(zoo),
+        "wall_s": wall,
+        "inr_steps_per_s": float(steps.sum()) / wall,
+        "psnr_mean": float(psnr.mean()),
+        "psnr_p5": float(np.percentile(psnr, 5)),
+        "psnr_median": float(np.median(psnr)),
+        "early_stopped_fraction": float((steps < DWSNETS.steps).mean()),
+    }
+
+
 def export_subset(zoo: Zoo, out: Path, counts: dict[str, int], shard_size: int) -> None:
     pos = np.concatenate([zoo.split(s)[:n] for s, n in counts.items()])
     w, table = zoo.weights(pos), zoo.table.iloc[pos].reset_index(drop=True)
@@ -70,19 +84,11 @@ def main() -> None:
     t0 = time.perf_counter()
     zoo = build_inr_zoo(data, args.out, DWSNETS, shard_size=args.shard_size, batch_size=batch, device=args.device)
     wall = time.perf_counter() - t0
-    psnr = zoo.table["psnr"].to_numpy()
-    steps = zoo.table["steps"].to_numpy()
     figures = {
-        "networks": len(zoo),
         "split_counts": zoo.info()["splits"],
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
         "batch_size": batch or "auto",
-        "wall_s": wall,
-        "inr_steps_per_s": float(steps.sum()) / wall,
-        "psnr_mean": float(psnr.mean()),
-        "psnr_p5": float(np.percentile(psnr, 5)),
-        "psnr_median": float(np.median(psnr)),
-        "early_stopped_fraction": float((steps < DWSNETS.steps).mean()),
+        **build_figures(zoo, wall),
     }
     print(markdown(figures))
     write_result("mnist_inr_zoo", env, figures, markdown(figures), args.results_dir)

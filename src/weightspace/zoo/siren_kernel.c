@@ -119,7 +119,7 @@ long siren_scratch_floats(int H, int L, int d, const int32_t *sizes, int grid) {
 
 static int run(const int hv, ARGS) {
     const int H = hv * VL;
-    if (L < 1 || L > MAXL || d < 1 || d > 8 || H > 512) return 1;
+    if (L < 1 || L > MAXL || d < 1 || d > 8) return 1; /* d <= 8: one_network keeps the first layer in [8 * 512] arrays */
     float *scratch = malloc(sizeof(float) * siren_scratch_floats(H, L, d, sizes, axes != NULL));
     if (!scratch) return 2;
     for (int n = n0; n < n1; n++) {

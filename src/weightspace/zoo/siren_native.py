@@ -121,10 +121,6 @@ def available() -> bool:
     return _library() is not None
 
 
-def _ptr(t: Tensor) -> int:
-    return t.data_ptr()
-
-
 def mse_and_grads(coords: Tensor, axes: tuple[Tensor, ...] | None, y: Tensor, ws: list[Tensor], bs: list[Tensor],
                   omegas: tuple[float, ...]) -> tuple[Tensor, list[Tensor]]:
     """Per-network MSE ``[n]`` and ``[dW_1, db_1, ..., dW_L, db_L]`` of its sum (the arithmetic of
@@ -147,19 +143,20 @@ def mse_and_grads(coords: Tensor, axes: tuple[Tensor, ...] | None, y: Tensor, ws
     if axes is not None:
         sizes = torch.tensor([len(a) for a in axes], dtype=torch.int32)
         flat = torch.cat(axes).contiguous()
-        sizes_p, axes_p = _ptr(sizes), _ptr(flat)
+        sizes_p, axes_p = sizes.data_ptr(), flat.data_ptr()
     else:
         sizes_p = axes_p = None
     arr = ctypes.c_void_p * (n_hidden + 1)
-    tables = [arr(*map(_ptr, t)) for t in (ws, bs, gws, gbs)]  # pointer arrays, alive until the calls return
+    tables = [arr(*(x.data_ptr() for x in t)) for t in (ws, bs, gws, gbs)]  # pointer arrays, alive until the calls return
     w_p, b_p, gw_p, gb_p = map(ctypes.addressof, tables)
     om = torch.tensor(omegas, dtype=torch.float32)
 
     # one OpenMP thread per share of the networks, from the pool PyTorch's own CPU ops use (Python
     # threads here were slower: after each PyTorch op its idle OpenMP workers spin for a while,
-    # competing with them for the cores; measured 13k vs 21k INR-steps/s in whole fits on 2 cores)
-    code = lib.siren_mse_grad(width, torch.get_num_threads(), 0, n, n_hidden, d, c, p, _ptr(coords), sizes_p, axes_p,
-                              w_p, b_p, _ptr(om), _ptr(y), gw_p, gb_p, _ptr(mse))
+    # competing with them for the cores: 13k vs 21k INR-steps/s in an ad-hoc A/B of whole fits on 2
+    # cores, Python threads vs the same threads with PyTorch's own ops on one thread)
+    code = lib.siren_mse_grad(width, torch.get_num_threads(), 0, n, n_hidden, d, c, p, coords.data_ptr(), sizes_p, axes_p,
+                              w_p, b_p, om.data_ptr(), y.data_ptr(), gw_p, gb_p, mse.data_ptr())
     if code:
         raise RuntimeError(f"the native SIREN kernel refused its arguments (code {code})")
     grads = [g for pair in zip(gws, gbs) for g in pair]
