@@ -6,7 +6,8 @@ Property (`weightspace.compress.fuzz.decode_or_clean_error`): every input decode
 raises `CodecError`; any other exception is a crash. Each atheris input is decoded as
 given and again with its checksum recomputed, so mutations reach the header and payload
 checks rather than stopping at the CRC. Seed corpus: `seed_corpus()` (COIN images, RGB,
-audio, a 3D volume, and a COIN++ image). Counts go to BENCHMARKS.md.
+audio, a 3D volume, a COIN++ patch-base image and a COIN++ latent-pyramid image). Counts go
+to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ def _child(seconds: int, corpus: Path) -> None:
     import atheris
 
     with atheris.instrument_imports():
-        from weightspace.compress import codec, coin, coinpp, format, signal  # noqa: F401
-    from weightspace.compress.fuzz import decode_or_clean_error, fuzz_base, with_crc
+        from weightspace.compress import codec, coin, coinpp, format, pyramid, signal  # noqa: F401
+    from weightspace.compress.fuzz import decode_or_clean_error, fuzz_base, fuzz_pyramid_base, with_crc
 
-    base = fuzz_base()
+    bases = (fuzz_base(), fuzz_pyramid_base())
 
     def one(data: bytes) -> None:
-        decode_or_clean_error(data, base)
-        decode_or_clean_error(with_crc(data), base)
+        decode_or_clean_error(data, *bases)
+        decode_or_clean_error(with_crc(data), *bases)
 
     atheris.Setup([sys.argv[0], f"-max_total_time={seconds}", "-rss_limit_mb=4096", "-timeout=60", str(corpus)], one)
     atheris.Fuzz()
@@ -41,10 +42,16 @@ def _child(seconds: int, corpus: Path) -> None:
 
 def _random_mutations(n: int, seed: int) -> dict:
     """Seeded byte-level mutation of the corpus (half with the checksum fixed)."""
-    from weightspace.compress.fuzz import decode_or_clean_error, fuzz_base, seed_corpus, with_crc
+    from weightspace.compress.fuzz import (
+        decode_or_clean_error,
+        fuzz_base,
+        fuzz_pyramid_base,
+        seed_corpus,
+        with_crc,
+    )
 
-    base = fuzz_base()
-    corpus = seed_corpus(base)
+    bases = (fuzz_base(), fuzz_pyramid_base())
+    corpus = seed_corpus(*bases)
     rng = np.random.default_rng(seed)
     outcomes = {"ok": 0, "error": 0}
     t = time.time()
@@ -62,7 +69,7 @@ def _random_mutations(n: int, seed: int) -> dict:
             elif data:
                 data[pos] = int(rng.integers(256))
         blob = with_crc(bytes(data)) if i % 2 else bytes(data)
-        outcomes[decode_or_clean_error(blob, base)] += 1
+        outcomes[decode_or_clean_error(blob, *bases)] += 1
     return {"inputs": n, **outcomes, "seconds": time.time() - t}
 
 

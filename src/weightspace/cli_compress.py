@@ -24,9 +24,9 @@ def _fail(message: str) -> None:
 def _load_base(path: Path | None):
     if path is None:
         return None
-    from weightspace.compress.coinpp import CoinppBase
+    from weightspace.compress.codec import load_base
 
-    return CoinppBase.load(path)
+    return load_base(path)
 
 
 @app.command("compress")
@@ -40,7 +40,8 @@ def compress_cmd(
     kind: Annotated[str | None, typer.Option(help=".npy with 3 axes: 'grid' reads [H, W, C] (default: a shape volume)")] = None,
     bits: Annotated[int, typer.Option(help="COIN: bits per weight (below 16: quantisation-aware fine-tuning)")] = 16,
     steps: Annotated[int, typer.Option(help="COIN: fitting steps")] = 1000,
-    refine_steps: Annotated[int, typer.Option(help="COIN++: Adam steps on the latents after the inner loop")] = 0,
+    refine_steps: Annotated[int, typer.Option(help="COIN++ patch base: Adam steps on the latents after the inner loop")] = 0,
+    search: Annotated[int, typer.Option(help="COIN++ latent-pyramid base: fits of the rate search")] = 6,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Compress a signal file to a target rate (--bpp) or quality (--psnr)."""
@@ -54,7 +55,7 @@ def compress_cmd(
         signal = read_signal(input, kind=kind)
         res = compress(
             signal, method=method, bpp=bpp, psnr_target=psnr, base=_load_base(base),
-            coin_config=CoinConfig(steps=steps, bits=bits, seed=seed), refine_steps=refine_steps,
+            coin_config=CoinConfig(steps=steps, bits=bits, seed=seed), refine_steps=refine_steps, search=search,
         )
     except ValueError as e:
         _fail(str(e))
@@ -115,8 +116,12 @@ def compress_base_cmd(
     dataset: Annotated[str, typer.Argument(help="signals to meta-learn on: a `zoo fit-inrs` dataset name or path, "
                                            "'spherical-harmonics', or a .npy of lat-lon fields")],
     out: Annotated[Path, typer.Option("--out", "-o", help="base network file to write (.safetensors)")],
-    patch: Annotated[str, typer.Option(help="patch shape, e.g. 28x28 (images), 256 (audio), 8x8x8 (shapes)")],
-    hidden: Annotated[str, typer.Option(help="hidden widths of the modulated SIREN")] = "64,64,64",
+    patch: Annotated[str, typer.Option(help="patch (crop, for --layout pyramid) shape, e.g. 28x28 (images), "
+                                       "256 (audio), 8x8x8 (shapes)")],
+    layout: Annotated[str, typer.Option(help="'patch': a modulation vector per patch (COIN++); 'pyramid': "
+                                        "multi-resolution latent grids (better at low rates)")] = "patch",
+    levels: Annotated[int, typer.Option(help="pyramid: latent grids")] = 7,
+    hidden: Annotated[str, typer.Option(help="hidden widths of the modulated SIREN (pyramid: one width)")] = "64,64,64",
     latent: Annotated[int, typer.Option(help="latent (modulation) size per patch")] = 64,
     steps: Annotated[int, typer.Option(help="outer meta-learning steps")] = 500,
     inner_steps: Annotated[int, typer.Option()] = 3,
@@ -127,15 +132,28 @@ def compress_base_cmd(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Meta-learn a COIN++ base network on a dataset's training signals (stored once)."""
+    from weightspace.compress import pyramid
     from weightspace.compress.coinpp import patches_of, train_base
     from weightspace.inr.meta import MetaConfig
     from weightspace.inr.modulated import ModulatedSirenConfig
 
     try:
+        if layout not in ("patch", "pyramid"):
+            raise ValueError(f"unknown layout {layout!r}; expected 'patch' or 'pyramid'")
         patch_shape = tuple(int(p) for p in patch.lower().split("x"))
         widths = tuple(int(h) for h in hidden.split(","))
         values, kind = _training_signals(dataset, seed, limit)
         patches = patches_of(values, patch_shape)
+        if layout == "pyramid":
+            config = pyramid.PyramidConfig(axes=len(patch_shape), channels=values.shape[-1], levels=levels,
+                                           hidden=widths[0], seed=seed)
+            crops = patches.reshape(-1, *patch_shape, values.shape[-1])
+            train = pyramid.TrainConfig(steps=steps, batch_size=batch_size, seed=seed, progress=True)
+            pbase = pyramid.train_pyramid_base(crops, kind, config, train)
+            pbase.save(out)
+            console.print(f"wrote {out}: COIN++ latent-pyramid base {pbase.id} for {kind} crops {patch}, "
+                          f"{levels} levels, {crops.shape[0]} training crops")
+            return
         config = ModulatedSirenConfig(len(patch_shape), values.shape[-1], hidden=widths, latent_dim=latent, seed=seed)
         meta = MetaConfig(steps=steps, batch_size=batch_size, inner_steps=inner_steps, lr=lr,
                           first_order=first_order, seed=seed)

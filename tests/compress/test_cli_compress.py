@@ -56,3 +56,23 @@ def test_coinpp_base_then_compress(tmp_path) -> None:
     r = runner.invoke(app, ["decompress", str(tmp_path / "a.wsc"), "-o", str(tmp_path / "o.png"), "--base", str(base)])
     assert r.exit_code == 0, r.output
     assert torch.is_tensor(read_signal(tmp_path / "o.png").values)
+
+
+def test_pyramid_base_then_compress(tmp_path) -> None:
+    base = tmp_path / "pyr.safetensors"
+    r = runner.invoke(app, ["compress-base", "digits", "-o", str(base), "--patch", "8x8", "--layout", "pyramid",
+                            "--levels", "3", "--hidden", "8", "--steps", "20", "--limit", "100"])
+    assert r.exit_code == 0, r.output
+    assert "latent-pyramid base" in r.output
+    _image(tmp_path / "in.png", 16)
+    r = runner.invoke(app, ["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.wsc"), "--bpp", "4",
+                            "--method", "coin++", "--base", str(base), "--search", "2"])
+    assert r.exit_code == 0, r.output
+    assert "coin++pyramid" in r.output
+    r = runner.invoke(app, ["decompress", str(tmp_path / "a.wsc"), "-o", str(tmp_path / "o.png")])
+    assert r.exit_code == 2 and "needs its base" in " ".join(r.output.split())
+    r = runner.invoke(app, ["decompress", str(tmp_path / "a.wsc"), "-o", str(tmp_path / "o.png"), "--base", str(base)])
+    assert r.exit_code == 0, r.output
+    assert read_signal(tmp_path / "o.png").values.shape == (16, 16, 1)
+    r = runner.invoke(app, ["compress-base", "digits", "-o", str(base), "--patch", "8x8", "--layout", "grid"])
+    assert r.exit_code == 2 and "unknown layout" in " ".join(r.output.split())

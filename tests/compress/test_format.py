@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from weightspace.compress.format import MAX_HEADER_BYTES, CodecError, pack, unpack
+from weightspace.compress.format import MAX_HEADER_BYTES, METHODS, CodecError, pack, unpack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "format-coin.md"
 
@@ -44,6 +44,8 @@ def test_documented_layout_matches_the_bytes() -> None:
     assert data[at(fields["magic"][0]) : 4] == magic
     assert data[at(fields["format version"][0])] == int(fields["format version"][2].strip("`"))
     assert data[at(fields["method"][0])] == 2 and "`2` = COIN++" in fields["method"][2]
+    documented = dict(re.findall(r"`(\d)` = ([^,]+)", fields["method"][2]))
+    assert set(documented) == {str(k) for k in METHODS}  # every method id the reader knows, and no other
     assert struct.unpack_from("<H", data, at(fields["reserved"][0]))[0] == 0
     assert struct.unpack_from("<I", data, at(fields["header length `H`"][0]))[0] == h
     assert data[at(fields["header"][0]) : at(fields["header"][0]) + h] == head

@@ -10,22 +10,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weightspace.compress.format import pack
-from weightspace.compress.fuzz import decode_or_clean_error, fuzz_base, seed_corpus, with_crc
+from weightspace.compress.fuzz import (
+    decode_or_clean_error,
+    fuzz_base,
+    fuzz_pyramid_base,
+    seed_corpus,
+    with_crc,
+)
 
-BASE = fuzz_base()
-CORPUS = seed_corpus(BASE)
+BASES = (fuzz_base(), fuzz_pyramid_base())
+CORPUS = seed_corpus(*BASES)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_the_seed_corpus_decodes() -> None:
-    assert all(decode_or_clean_error(f, BASE) == "ok" for f in CORPUS)
+    assert all(decode_or_clean_error(f, *BASES) == "ok" for f in CORPUS)
 
 
 @FUZZ
 @given(st.binary(max_size=600))
 def test_random_bytes(data: bytes) -> None:
-    decode_or_clean_error(data, BASE)
-    decode_or_clean_error(b"WSC\x00\x01" + data, BASE)
+    decode_or_clean_error(data, *BASES)
+    decode_or_clean_error(b"WSC\x00\x01" + data, *BASES)
 
 
 @st.composite
@@ -50,7 +56,7 @@ def mutated(draw) -> bytes:
 @FUZZ
 @given(mutated(), st.booleans())
 def test_mutated_files(data: bytes, fix_crc: bool) -> None:
-    decode_or_clean_error(with_crc(data) if fix_crc else data, BASE)
+    decode_or_clean_error(with_crc(data) if fix_crc else data, *BASES)
 
 
 json_values = st.recursive(
@@ -80,7 +86,7 @@ def test_well_formed_containers_with_hostile_headers(method, seed_file, changes,
         data = pack(method, header, payload)
     except ValueError:  # the writer refuses an oversized header: nothing to decode
         return
-    decode_or_clean_error(data, BASE)
+    decode_or_clean_error(data, *BASES)
 
 
 @pytest.mark.parametrize("shape", [[65536, 65536, 1], [2**24 + 1, 1], [4096, 4097, 1]])
@@ -89,4 +95,4 @@ def test_huge_claimed_signals_are_refused_before_any_allocation(shape) -> None:
     header = {**json.loads(CORPUS[0][12 : 12 + h]), "shape": shape}
     if len(shape) == 2:
         header["kind"], header["meta"] = "audio", {"sample_rate": 8000}
-    assert decode_or_clean_error(pack("coin", header, CORPUS[0][16 + h : -4]), BASE) == "error"
+    assert decode_or_clean_error(pack("coin", header, CORPUS[0][16 + h : -4]), *BASES) == "error"

@@ -7,9 +7,13 @@ Rate control:
 - COIN, ``psnr=P``: budgets from `COIN_BPP_LADDER` are tried from small to large, one fit
   each, until the decoded signal reaches ``P`` dB (else the best one is returned and
   ``reached`` is False).
-- COIN++, ``bpp=B`` / ``psnr=P``: the latents are fitted once; quantisation steps from
-  `COINPP_STEPS` (coarse to fine) are tried and the coarsest step that reaches ``P`` dB, or
-  the finest whose payload fits ``B`` bits per point, is kept.
+- COIN++ with a patch base (`coinpp.CoinppBase`), ``bpp=B`` / ``psnr=P``: the latents are
+  fitted once; quantisation steps from `COINPP_STEPS` (coarse to fine) are tried and the
+  coarsest step that reaches ``P`` dB, or the finest whose payload fits ``B`` bits per
+  point, is kept.
+- COIN++ with a latent-pyramid base (`pyramid.PyramidBase`): the rate weight ``lambda`` is
+  bisected in log space over ``search`` fits; kept is the best-PSNR fit within ``B`` bits
+  per point, or the smallest file reaching ``P`` dB.
 
 PSNR is measured on the decoded values in [0, 1] against the input (peak 1). "bpp" counts
 payload bits per point (pixel / sample / voxel), as the COIN papers do; ``file_bpp`` counts
@@ -18,11 +22,12 @@ the whole file (container and header included).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from weightspace.compress import coin, coinpp
+from weightspace.compress import basefile, coin, coinpp, pyramid
 from weightspace.compress.format import CodecError, pack, unpack
 from weightspace.compress.signal import Signal
 
@@ -63,9 +68,11 @@ def compress(
     method: str = "coin",
     bpp: float | None = None,
     psnr_target: float | None = None,
-    base: coinpp.CoinppBase | None = None,
+    base: coinpp.CoinppBase | pyramid.PyramidBase | None = None,
     coin_config: coin.CoinConfig | None = None,
     refine_steps: int = 0,
+    search: int = 6,
+    fit_steps: int | None = None,
 ) -> Compressed:
     """Compress ``signal`` to a target rate (``bpp``) or quality (``psnr_target``), exactly one given."""
     if (bpp is None) == (psnr_target is None):
@@ -77,6 +84,8 @@ def compress(
     if method == "coin++":
         if base is None:
             raise ValueError("COIN++ needs a base network (train one with `weightspace compress-base`)")
+        if isinstance(base, pyramid.PyramidBase):
+            return _compress_pyramid(signal, base, bpp, psnr_target, search, fit_steps)
         return _compress_coinpp(signal, base, bpp, psnr_target, refine_steps)
     raise ValueError(f"unknown method {method!r}; expected 'coin' or 'coin++'")
 
@@ -124,12 +133,56 @@ def _compress_coinpp(
     return Compressed(**{**best.__dict__, "reached": bpp is not None})
 
 
-def decompress(data: bytes, *, base: coinpp.CoinppBase | None = None) -> Signal:
+LAMBDA_RANGE = (1e-5, 1.0)  # the rate weights the latent-pyramid search explores
+LAMBDA_START = 0.01
+
+
+def _compress_pyramid(
+    signal: Signal, base: pyramid.PyramidBase, bpp: float | None, target: float | None, search: int,
+    fit_steps: int | None,
+) -> Compressed:
+    if not isinstance(search, int) or search < 1:
+        raise ValueError(f"search must be a positive number of fits, got {search!r}")
+    lo, hi = (math.log(v) for v in LAMBDA_RANGE)
+    log_lam = math.log(LAMBDA_START)
+    fits: list[Compressed] = []
+    for _ in range(search):
+        z = pyramid.fit_latents(signal, base, math.exp(log_lam), steps=fit_steps)
+        header, payload, values = pyramid.encode(signal, base, z)
+        res = _result("coin++pyramid", signal, header, payload, values, False)
+        fits.append(res)
+        ok = res.bpp <= bpp if bpp is not None else res.psnr >= target
+        # within budget (or above the quality): spend more bits, i.e. lower lambda; else raise it
+        if (ok and bpp is not None) or (not ok and target is not None):
+            hi = log_lam
+        else:
+            lo = log_lam
+        log_lam = (lo + hi) / 2
+    if bpp is not None:
+        ok = [f for f in fits if f.bpp <= bpp]
+        best = max(ok, key=lambda f: f.psnr) if ok else min(fits, key=lambda f: f.bpp)
+    else:
+        ok = [f for f in fits if f.psnr >= target]
+        best = min(ok, key=lambda f: f.bpp) if ok else max(fits, key=lambda f: f.psnr)
+    return Compressed(**{**best.__dict__, "reached": bool(ok)})
+
+
+def decompress(data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | None = None) -> Signal:
     """The signal in a compressed file; `CodecError` (a ValueError) for anything unreadable."""
     method, header, payload = unpack(data)
     if method == "coin":
         return coin.decode(header, payload)
+    if method == "coin++pyramid":
+        return pyramid.decode(header, payload, base)
+    if isinstance(base, pyramid.PyramidBase):
+        raise CodecError("this COIN++ file was made with a patch base, not with the given latent-pyramid base")
     return coinpp.decode(header, payload, base)
+
+
+def load_base(path) -> coinpp.CoinppBase | pyramid.PyramidBase:
+    """Either kind of COIN++ base file, told apart by its safetensors metadata."""
+    fmt = basefile.file_format(path)
+    return pyramid.PyramidBase.load(path) if fmt == pyramid.BASE_FORMAT else coinpp.CoinppBase.load(path)
 
 
 def inspect(data: bytes) -> dict:
@@ -138,4 +191,4 @@ def inspect(data: bytes) -> dict:
     return {"method": method, "payload_bytes": len(payload), **header}
 
 
-__all__ = ["COINPP_STEPS", "COIN_BPP_LADDER", "CodecError", "Compressed", "compress", "decompress", "inspect", "psnr"]
+__all__ = ["COINPP_STEPS", "COIN_BPP_LADDER", "LAMBDA_RANGE", "CodecError", "Compressed", "compress", "decompress", "inspect", "load_base", "psnr"]

@@ -20,18 +20,17 @@ only with the base whose id it names.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from weightspace.compress import basefile
 from weightspace.compress.format import CodecError
 from weightspace.compress.signal import KIND_AXES, Signal, check_layout, from_patches, patch_grid, to_patches
 from weightspace.inr.meta import MetaConfig, meta_train, reconstruct
@@ -46,10 +45,12 @@ _FORMAT = "weightspace.coinpp_base"
 
 
 @dataclass(frozen=True, eq=False)
-class CoinppBase:
+class CoinppBase(basefile.StoredBase):
     """model: the meta-learned network over patch coordinates ``grid_coordinates(patch)``;
     kind: signal kind it was trained on; patch: grid shape of a patch; inner_steps: inner-loop
     steps used to encode; latent_mean / latent_std: ``[d]`` over the training patches."""
+
+    FORMAT: ClassVar[str] = _FORMAT
 
     model: ModulatedSiren
     kind: str
@@ -74,33 +75,9 @@ class CoinppBase:
         t = {f"model.{k}": v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         return {**t, "latent_mean": self.latent_mean.contiguous(), "latent_std": self.latent_std.contiguous()}
 
-    @property
-    def id(self) -> str:
-        """16 hex digits of SHA-256 over the description and every tensor: a file names its base by it."""
-        h = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode())
-        for k, v in sorted(self._tensors().items()):
-            h.update(k.encode())
-            h.update(v.numpy().tobytes())
-        return h.hexdigest()[:16]
-
-    def save(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        save_file(self._tensors(), str(path), metadata={"format": _FORMAT, "base": json.dumps(self.describe())})
-
     @classmethod
     def load(cls, path: str | Path) -> CoinppBase:
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("format") != _FORMAT:
-                    raise ValueError(f"{path}: not a COIN++ base file")
-                desc = json.loads(meta["base"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-        except (OSError, KeyError, json.JSONDecodeError, SafetensorError) as e:
-            raise ValueError(f"{path}: cannot read COIN++ base ({e})") from e
+        desc, tensors = basefile.read(path, _FORMAT, "COIN++ base")
         try:
             model = ModulatedSiren(ModulatedSirenConfig.from_dict(desc["model"]))
             model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})

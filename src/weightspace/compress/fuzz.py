@@ -13,7 +13,7 @@ import zlib
 
 import torch
 
-from weightspace.compress import coin, coinpp
+from weightspace.compress import coin, coinpp, pyramid
 from weightspace.compress.codec import compress, decompress
 from weightspace.compress.format import CodecError
 from weightspace.compress.signal import Signal
@@ -26,9 +26,18 @@ def fuzz_base() -> coinpp.CoinppBase:
     return coinpp.CoinppBase(model, "image", (4, 4), 1, torch.zeros(4), torch.ones(4))
 
 
-def seed_corpus(base: coinpp.CoinppBase | None = None) -> list[bytes]:
-    """Valid files of both methods and several kinds, small enough to mutate quickly."""
+def fuzz_pyramid_base() -> pyramid.PyramidBase:
+    """A tiny untrained latent-pyramid base for grey images, fixed by its seed."""
+    net = pyramid.PyramidNet(pyramid.PyramidConfig(axes=2, channels=1, levels=3, hidden=4, conv=2, context=2))
+    with torch.no_grad():  # make the entropy context non-trivial, so mutations exercise it
+        net.neighbours.fill_(0.3)
+    return pyramid.PyramidBase(net.requires_grad_(False), "image", fit_steps=20)
+
+
+def seed_corpus(base: coinpp.CoinppBase | None = None, pbase: pyramid.PyramidBase | None = None) -> list[bytes]:
+    """Valid files of every method and several kinds, small enough to mutate quickly."""
     base = base or fuzz_base()
+    pbase = pbase or fuzz_pyramid_base()
     g = torch.Generator().manual_seed(0)
     quick = coin.CoinConfig(steps=5, bits=8, qat_steps=2)
     signals = [
@@ -39,6 +48,7 @@ def seed_corpus(base: coinpp.CoinppBase | None = None) -> list[bytes]:
     ]
     files = [compress(s, method="coin", bpp=40.0, coin_config=quick).data for s in signals]
     files.append(compress(signals[0], method="coin++", bpp=64.0, base=base).data)
+    files.append(compress(signals[0], method="coin++", bpp=64.0, base=pbase, search=1, fit_steps=20).data)
     return files
 
 
@@ -50,13 +60,17 @@ def with_crc(data: bytes) -> bytes:
     return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
 
 
-def decode_or_clean_error(data: bytes, base: coinpp.CoinppBase | None = None) -> str:
-    """``"ok"`` or ``"error"``; raises whatever else the decoder raises (a bug)."""
-    try:
-        decompress(data, base=base)
-    except CodecError:
-        return "error"
-    return "ok"
+def decode_or_clean_error(data: bytes, *bases: coinpp.CoinppBase | pyramid.PyramidBase | None) -> str:
+    """``"ok"`` if ``data`` decodes with one of ``bases`` (none given: with no base), else
+    ``"error"``; raises whatever else the decoder raises (a bug)."""
+    ok = False
+    for base in bases or (None,):
+        try:
+            decompress(data, base=base)
+            ok = True
+        except CodecError:
+            pass
+    return "ok" if ok else "error"
 
 
-__all__ = ["decode_or_clean_error", "fuzz_base", "seed_corpus", "with_crc"]
+__all__ = ["decode_or_clean_error", "fuzz_base", "fuzz_pyramid_base", "seed_corpus", "with_crc"]
