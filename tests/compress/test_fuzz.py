@@ -96,3 +96,16 @@ def test_huge_claimed_signals_are_refused_before_any_allocation(shape) -> None:
     if len(shape) == 2:
         header["kind"], header["meta"] = "audio", {"sample_rate": 8000}
     assert decode_or_clean_error(pack("coin", header, CORPUS[0][16 + h : -4]), *BASES) == "error"
+
+
+def test_a_stream_ending_in_a_zero_word_is_a_clean_error() -> None:
+    """Found by atheris (benchmarks/fuzz_codec.py): a latent-pyramid file whose payload ends
+    in a zero word made the entropy coder's constructor raise a bare ValueError."""
+    import base64
+
+    crash = base64.b64decode(
+        "V1NDAAEDAABEAAAAeyJiYXNlIjoiMmYzOTk0MTkxNmMyZGM5NiIsImtpbmQiOiJpbWFnZSIsIm1ldGEiOnt9LCJzaGFwZSI6WzIsMSwxXX0"
+        "MAAAArJhd4mOBZxYAAAAAAAAAMQ=="
+    )
+    assert BASES[1].id == "2f39941916c2dc96"  # the base the file names: decoding reaches the coder
+    assert decode_or_clean_error(with_crc(crash), *BASES) == "error"

@@ -253,7 +253,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 3e-3
     latent_lr: float = 3e-2
-    lambdas: tuple[float, ...] = (0.002, 0.004, 0.008, 0.016, 0.03)
+    lambdas: tuple[float, ...] = (0.006, 0.01, 0.016, 0.024, 0.035, 0.05)
     seed: int = 0
     progress: bool = False
 
@@ -419,10 +419,10 @@ def decode(header: dict[str, Any], payload: bytes, base: Any) -> Signal:
         raise CodecError(f"COIN++ header: the latents of shape {list(shape)} exceed the bound of {MAX_SYMBOLS} entries")
     if len(payload) % 4 or not payload:
         raise CodecError("COIN++ payload must be a non-empty sequence of 32-bit words")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     model = _laplace_model()
     latents: list[Tensor] = [torch.empty(0)] * len(shapes)
-    try:
+    try:  # the coder itself refuses some streams (e.g. a last word of zero) with a ValueError
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
         for lv in range(len(shapes) - 1, -1, -1):
             coarser = latents[lv + 1] if lv + 1 < len(shapes) else None
             mask = anchor_mask(shapes[lv])
