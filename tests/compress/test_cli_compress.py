@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -58,6 +59,7 @@ def test_coinpp_base_then_compress(tmp_path) -> None:
     assert torch.is_tensor(read_signal(tmp_path / "o.png").values)
 
 
+@pytest.mark.filterwarnings("ignore:each crop's latents get only")  # a 20-step base: fast, not good
 def test_pyramid_base_then_compress(tmp_path) -> None:
     base = tmp_path / "pyr.safetensors"
     r = runner.invoke(app, ["compress-base", "digits", "-o", str(base), "--patch", "8x8", "--layout", "pyramid",
