@@ -27,10 +27,10 @@ def _child(seconds: int, corpus: Path) -> None:
     import atheris
 
     with atheris.instrument_imports():
-        from weightspace.compress import codec, coin, coinpp, format, pyramid, signal  # noqa: F401
-    from weightspace.compress.fuzz import decode_or_clean_error, fuzz_base, fuzz_pyramid_base, with_crc
+        from weightspace.compress import basefile, codec, coin, coinpp, format, pyramid, signal  # noqa: F401
+    from weightspace.compress.fuzz import decode_or_clean_error, fuzz_bases, with_crc
 
-    bases = (fuzz_base(), fuzz_pyramid_base())
+    bases = fuzz_bases()
 
     def one(data: bytes) -> None:
         decode_or_clean_error(data, *bases)
@@ -42,15 +42,9 @@ def _child(seconds: int, corpus: Path) -> None:
 
 def _random_mutations(n: int, seed: int) -> dict:
     """Seeded byte-level mutation of the corpus (half with the checksum fixed)."""
-    from weightspace.compress.fuzz import (
-        decode_or_clean_error,
-        fuzz_base,
-        fuzz_pyramid_base,
-        seed_corpus,
-        with_crc,
-    )
+    from weightspace.compress.fuzz import decode_or_clean_error, fuzz_bases, seed_corpus, with_crc
 
-    bases = (fuzz_base(), fuzz_pyramid_base())
+    bases = fuzz_bases()
     corpus = seed_corpus(*bases)
     rng = np.random.default_rng(seed)
     outcomes = {"ok": 0, "error": 0}

@@ -10,15 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weightspace.compress.format import pack
-from weightspace.compress.fuzz import (
-    decode_or_clean_error,
-    fuzz_base,
-    fuzz_pyramid_base,
-    seed_corpus,
-    with_crc,
-)
+from weightspace.compress.fuzz import decode_or_clean_error, fuzz_bases, seed_corpus, with_crc
 
-BASES = (fuzz_base(), fuzz_pyramid_base())
+BASES = fuzz_bases()
 CORPUS = seed_corpus(*BASES)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

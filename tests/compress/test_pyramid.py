@@ -160,7 +160,7 @@ def test_wrong_missing_or_other_kind_of_base_is_a_clean_error() -> None:
         decompress(data)
     with pytest.raises(CodecError, match="made with base"):
         decompress(data, base=other)
-    with pytest.raises(CodecError, match="needs its base"):
+    with pytest.raises(CodecError, match="made with a latent-pyramid base"):
         decompress(data, base=fuzz_base())
     patch_file = compress(signal, method="coin++", bpp=64.0, base=fuzz_base()).data
     with pytest.raises(CodecError, match="patch base"):

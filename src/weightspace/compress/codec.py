@@ -151,9 +151,9 @@ def _compress_pyramid(
         header, payload, values = pyramid.encode(signal, base, z)
         res = _result("coin++pyramid", signal, header, payload, values, False)
         fits.append(res)
-        ok = res.bpp <= bpp if bpp is not None else res.psnr >= target
+        met = res.bpp <= bpp if bpp is not None else res.psnr >= target
         # within budget (or above the quality): spend more bits, i.e. lower lambda; else raise it
-        if (ok and bpp is not None) or (not ok and target is not None):
+        if (met and bpp is not None) or (not met and target is not None):
             hi = log_lam
         else:
             lo = log_lam
@@ -174,8 +174,6 @@ def decompress(data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | N
         return coin.decode(header, payload)
     if method == "coin++pyramid":
         return pyramid.decode(header, payload, base)
-    if isinstance(base, pyramid.PyramidBase):
-        raise CodecError("this COIN++ file was made with a patch base, not with the given latent-pyramid base")
     return coinpp.decode(header, payload, base)
 
 

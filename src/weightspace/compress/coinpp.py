@@ -32,7 +32,7 @@ from torch import Tensor
 
 from weightspace.compress import basefile
 from weightspace.compress.format import CodecError
-from weightspace.compress.signal import KIND_AXES, Signal, check_layout, from_patches, patch_grid, to_patches
+from weightspace.compress.signal import KIND_AXES, Signal, from_patches, patch_grid, to_patches
 from weightspace.inr.meta import MetaConfig, meta_train, reconstruct
 from weightspace.inr.meta import encode as encode_latents
 from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig
@@ -198,34 +198,19 @@ def decode(header: dict[str, Any], payload: bytes, base: CoinppBase | None) -> S
     """The signal of a COIN++ file's header and payload, with the base it names."""
     import constriction
 
-    kind, shape, meta = check_layout(header.get("kind"), header.get("shape"), header.get("meta"))
-    base_id, step = header.get("base"), header.get("step")
-    if not isinstance(base_id, str) or len(base_id) != 16:
-        raise CodecError(f"COIN++ header: base must be a 16-hex-digit id, got {base_id!r}")
-    if base is None:
-        raise CodecError(f"this COIN++ file needs its base network (id {base_id}); pass --base")
-    if base.id != base_id:
-        raise CodecError(f"this COIN++ file was made with base {base_id}, not with the given base {base.id}")
-    if kind != base.kind or shape[-1] != base.channels:
-        raise CodecError(f"COIN++ header: a {kind} with {shape[-1]} channels does not fit the base")
+    kind, shape, meta = basefile.check_header(header, base, CoinppBase, "patch")
+    step = header.get("step")
     if not isinstance(step, (int, float)) or isinstance(step, bool) or not MIN_STEP <= step <= MAX_STEP:
         raise CodecError(f"COIN++ header: step must be a number in [{MIN_STEP}, {MAX_STEP}], got {step!r}")
     n = math.prod(patch_grid(shape[:-1], base.patch)) * base.model.latent_dim
     if n > MAX_SYMBOLS:
         raise CodecError(f"COIN++ header: {n} latent entries exceed the bound {MAX_SYMBOLS}")
-    if len(payload) % 4 or not payload:
-        raise CodecError("COIN++ payload must be a non-empty sequence of 32-bit words")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    words = basefile.coded_words(payload)
     model, mu, sd = _entropy_model(float(step), n)
-    try:
+    with basefile.stream_errors():
         coder = constriction.stream.stack.AnsCoder(words)
         k = coder.decode(model, mu, sd)
-        if not coder.is_empty():
-            raise CodecError("COIN++ payload holds more data than its latents")
-    except (ValueError, RuntimeError, AssertionError) as e:
-        if isinstance(e, CodecError):
-            raise
-        raise CodecError(f"COIN++ payload is not a valid entropy-coded stream ({e})") from None
+        basefile.check_empty(coder)
     values = _render(base, dequantize_latents(np.asarray(k), base, float(step)), tuple(shape[:-1]))
     return Signal(values.contiguous(), kind, meta)
 

@@ -34,6 +34,11 @@ def fuzz_pyramid_base() -> pyramid.PyramidBase:
     return pyramid.PyramidBase(net.requires_grad_(False), "image", fit_steps=20)
 
 
+def fuzz_bases() -> tuple[coinpp.CoinppBase, pyramid.PyramidBase]:
+    """One base of each COIN++ layout, for decoding the corpus (`decode_or_clean_error`)."""
+    return fuzz_base(), fuzz_pyramid_base()
+
+
 def seed_corpus(base: coinpp.CoinppBase | None = None, pbase: pyramid.PyramidBase | None = None) -> list[bytes]:
     """Valid files of every method and several kinds, small enough to mutate quickly."""
     base = base or fuzz_base()
@@ -73,4 +78,4 @@ def decode_or_clean_error(data: bytes, *bases: coinpp.CoinppBase | pyramid.Pyram
     return "ok" if ok else "error"
 
 
-__all__ = ["decode_or_clean_error", "fuzz_base", "fuzz_pyramid_base", "seed_corpus", "with_crc"]
+__all__ = ["decode_or_clean_error", "fuzz_base", "fuzz_bases", "fuzz_pyramid_base", "seed_corpus", "with_crc"]

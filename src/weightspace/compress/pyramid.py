@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from weightspace.compress import basefile
 from weightspace.compress.format import CodecError
-from weightspace.compress.signal import KIND_AXES, Signal, check_layout
+from weightspace.compress.signal import KIND_AXES, Signal
 
 MAX_LEVEL_VALUE = 4096  # |latent| bound: the decoder's symbol alphabet is [-MAX, MAX]
 MAX_SYMBOLS = 1 << 23  # latent entries a file may hold (bounds the decoder's allocation)
@@ -404,29 +404,18 @@ def decode(header: dict[str, Any], payload: bytes, base: Any) -> Signal:
     """The signal of a latent-pyramid file's header and payload, with the base it names."""
     import constriction
 
-    kind, shape, meta = check_layout(header.get("kind"), header.get("shape"), header.get("meta"))
-    base_id = header.get("base")
-    if not isinstance(base_id, str) or len(base_id) != 16:
-        raise CodecError(f"COIN++ header: base must be a 16-hex-digit id, got {base_id!r}")
-    if not isinstance(base, PyramidBase):
-        raise CodecError(f"this COIN++ latent-pyramid file needs its base network (id {base_id}); pass --base")
-    if base.id != base_id:
-        raise CodecError(f"this COIN++ file was made with base {base_id}, not with the given base {base.id}")
-    if kind != base.kind or shape[-1] != base.channels:
-        raise CodecError(f"COIN++ header: a {kind} with {shape[-1]} channels does not fit the base")
+    kind, shape, meta = basefile.check_header(header, base, PyramidBase, "latent-pyramid")
     shapes = level_shapes(shape[:-1], base.config.levels)
     if sum(math.prod(s) for s in shapes) > MAX_SYMBOLS:
         raise CodecError(f"COIN++ header: the latents of shape {list(shape)} exceed the bound of {MAX_SYMBOLS} entries")
-    if len(payload) % 4 or not payload:
-        raise CodecError("COIN++ payload must be a non-empty sequence of 32-bit words")
+    words = basefile.coded_words(payload)
     model = _laplace_model()
     latents: list[Tensor] = [torch.empty(0)] * len(shapes)
-    try:  # the coder itself refuses some streams (e.g. a last word of zero) with a ValueError
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    with basefile.stream_errors():
+        coder = constriction.stream.stack.AnsCoder(words)
         for lv in range(len(shapes) - 1, -1, -1):
             coarser = latents[lv + 1] if lv + 1 < len(shapes) else None
-            mask = anchor_mask(shapes[lv])
-            m = mask.reshape(-1).numpy()
+            m = anchor_mask(shapes[lv]).reshape(-1).numpy()
             k = np.zeros(m.size, dtype=np.int32)
             scales = _coding_scales(base, coarser, lv, shapes[lv], None)
             k[m] = coder.decode(model, np.zeros(int(m.sum())), scales[m])
@@ -434,12 +423,7 @@ def decode(header: dict[str, Any], payload: bytes, base: Any) -> Signal:
             scales = _coding_scales(base, coarser, lv, shapes[lv], anchors)
             k[~m] = coder.decode(model, np.zeros(int((~m).sum())), scales[~m])
             latents[lv] = torch.from_numpy(k.astype(np.float32)).reshape(1, 1, *shapes[lv])
-        if not coder.is_empty():
-            raise CodecError("COIN++ payload holds more data than its latents")
-    except (ValueError, RuntimeError, AssertionError) as e:
-        if isinstance(e, CodecError):
-            raise
-        raise CodecError(f"COIN++ payload is not a valid entropy-coded stream ({e})") from None
+        basefile.check_empty(coder)
     with torch.no_grad():
         values = base.net.render(latents, shape[:-1])[0].movedim(0, -1)
     return Signal(values.clamp(0, 1).contiguous(), kind, meta)
