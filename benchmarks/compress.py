@@ -134,10 +134,10 @@ def pyramid_crops(names: tuple[str, ...], grey: bool, size: int = 64) -> torch.T
     return torch.stack(out)
 
 
-def pyramid_base_for(crops: torch.Tensor, args, levels: int, batch: int) -> tuple[pyramid.PyramidBase, float]:
+def pyramid_base_for(crops: torch.Tensor, args, levels: int, batch: int, steps: int) -> tuple[pyramid.PyramidBase, float]:
     cfg = pyramid.PyramidConfig(axes=2, channels=crops.shape[-1], levels=levels, hidden=args.pyramid_hidden,
                                 conv=args.pyramid_conv, seed=args.seed)
-    train = pyramid.TrainConfig(steps=args.pyramid_steps, batch_size=batch, seed=args.seed, progress=True)
+    train = pyramid.TrainConfig(steps=steps, batch_size=batch, seed=args.seed, progress=True)
     t = time.time()
     base = pyramid.train_pyramid_base(crops, "image", cfg, train, fit_steps=args.pyramid_fit)
     return base, time.time() - t
@@ -201,14 +201,15 @@ def main() -> None:
     ap.add_argument("--latent", type=int, default=32, help="latent size per 16x16 image patch")
     ap.add_argument("--mnist-latent", type=int, default=64, help="latent size per MNIST image")
     ap.add_argument("--first-order", action="store_true")
-    ap.add_argument("--pyramid-steps", type=int, default=3000, help="training steps of each latent-pyramid base")
+    ap.add_argument("--pyramid-steps", type=int, default=5000, help="training steps of each image latent-pyramid base")
+    ap.add_argument("--mnist-pyramid-steps", type=int, default=3000, help="training steps of the MNIST pyramid base")
     ap.add_argument("--pyramid-fit", type=int, default=1000, help="Adam steps per latent-pyramid fit")
     ap.add_argument("--pyramid-hidden", type=int, default=32)
     ap.add_argument("--pyramid-conv", type=int, default=16)
-    ap.add_argument("--pyramid-crops", type=int, default=96,
+    ap.add_argument("--pyramid-crops", type=int, default=128,
                     help="crops (a seeded random subset) each image pyramid base trains on (TrainConfig's docstring)")
-    ap.add_argument("--pyramid-lambdas", default="0.006,0.008,0.012,0.016,0.024,0.04")
-    ap.add_argument("--mnist-pyramid-lambdas", default="0.01,0.02,0.04,0.08")
+    ap.add_argument("--pyramid-lambdas", default="0.004,0.005,0.006,0.008,0.012,0.016,0.024,0.04")
+    ap.add_argument("--mnist-pyramid-lambdas", default="0.01,0.02,0.04,0.08,0.16,0.32")
     ap.add_argument("--mnist-pyramid-train", type=int, default=400)
     ap.add_argument("--mnist", default="/work/shared/data/mnist")
     ap.add_argument("--mnist-train", type=int, default=20000)
@@ -252,7 +253,7 @@ def main() -> None:
         crops = pyramid_crops(names, grey)
         total = int(crops.shape[0])
         crops = crops[torch.randperm(total, generator=torch.Generator().manual_seed(args.seed))[: args.pyramid_crops]]
-        pbases[grey], secs = pyramid_base_for(crops, args, levels=7, batch=16)
+        pbases[grey], secs = pyramid_base_for(crops, args, levels=7, batch=16, steps=args.pyramid_steps)
         figures["grey_pyramid" if grey else "rgb_pyramid"] = {"train_crops": int(crops.shape[0]), "seconds": secs,
                                                              "crops_available": total,
                                                              "train_images": list(names), "levels": 7}
@@ -291,9 +292,11 @@ def main() -> None:
                           args.base_steps)
     print(f"mnist base: {tr.shape[0]} images, {secs:.0f} s", flush=True)
     signals = [Signal(te[i].contiguous(), "image") for i in range(te.shape[0])]
-    pbase, psecs = pyramid_base_for(tr[: args.mnist_pyramid_train], args, levels=5, batch=64)
+    pbase, psecs = pyramid_base_for(tr[: args.mnist_pyramid_train], args, levels=5, batch=64,
+                                    steps=args.mnist_pyramid_steps)
     print(f"mnist pyramid base: {min(len(tr), args.mnist_pyramid_train)} images, {psecs:.0f} s", flush=True)
     figures["mnist"] = {"pyramid_train_images": min(len(tr), args.mnist_pyramid_train), "pyramid_seconds": psecs,
+                        "pyramid_steps": args.mnist_pyramid_steps,
                         "pyramid": pyramid_curve(signals, pbase, [float(v) for v in args.mnist_pyramid_lambdas.split(",")]),
         "source": source, "train_images": int(tr.shape[0]), "test_images": int(te.shape[0]), "base_seconds": secs,
         "coinpp": coinpp_curve(signals, base), "jpeg": jpeg_curve([t.numpy() for t in te]),
@@ -428,8 +431,8 @@ def markdown(f: dict) -> str:
     m = f["mnist"]
     parts += [
         "", (f"### MNIST ({m['source']}; mean over {m['test_images']} test images)"), "",
-        (f"Latent-pyramid base: 5 levels, trained on {m['pyramid_train_images']} training images "
-         f"({m['pyramid_seconds']:.0f} s). Patch base: {m['train_images']} training images, {f['base_steps']} "
+        (f"Latent-pyramid base: 5 levels, {m.get('pyramid_steps', f['pyramid']['steps'])} steps on "
+         f"{m['pyramid_train_images']} training images ({m['pyramid_seconds']:.0f} s). Patch base: {m['train_images']} training images, {f['base_steps']} "
          f"outer steps, latent {f['base']['mnist_latent']} per image ({m['base_seconds']:.0f} s)."), "",
         head[0].format("pyramid"), head[1], _rows(m["pyramid"], m["jpeg"], 10.0), "",
         head[0].format("patch"), head[1], _rows(m["coinpp"], m["jpeg"], 10.0),
