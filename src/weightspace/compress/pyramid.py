@@ -202,7 +202,9 @@ class PyramidNet(nn.Module):
 @dataclass(frozen=True, eq=False)
 class PyramidBase(basefile.StoredBase):
     """A stored COIN++ latent-pyramid base: the network, the signal kind it codes, and the
-    fitting recipe files are encoded with (steps, learning rate)."""
+    fitting recipe files are encoded with (steps, learning rate). The two go together: under
+    `_fit_lr`'s decaying schedule Adam moves a latent by at most about ``0.5 * fit_lr *
+    fit_steps``, so a short fit needs a larger rate for its latents to round to anything but 0."""
 
     FORMAT: ClassVar[str] = BASE_FORMAT
 
