@@ -37,6 +37,7 @@ from _common import ROOT, environment, report_from, write_result
 
 from weightspace.compress import coin, coinpp, pyramid
 from weightspace.compress.codec import compress, decompress, psnr
+from weightspace.compress.format import pack
 from weightspace.compress.signal import Signal
 from weightspace.inr.meta import MetaConfig
 from weightspace.inr.modulated import ModulatedSirenConfig
@@ -146,8 +147,6 @@ def pyramid_base_for(crops: torch.Tensor, args, levels: int, batch: int, steps: 
 def pyramid_curve(signals: list[Signal], base: pyramid.PyramidBase, lambdas: list[float], chunk: int = 100) -> list[dict]:
     """Mean payload bpp, file bpp and PSNR over ``signals`` per rate weight (one fit each,
     ``chunk`` equal-shape signals fitted side by side); every file is decoded and checked."""
-    from weightspace.compress.format import pack
-
     out = []
     for lam in lambdas:
         t = time.time()
@@ -177,8 +176,6 @@ def coinpp_curve(signals: list[Signal], base: coinpp.CoinppBase) -> list[dict]:
         bpp, fbpp, ps = [], [], []
         for s, z in zip(signals, latents):
             header, payload, values = coinpp.encode_latents_to_file(s, base, z, step)
-            from weightspace.compress.format import pack
-
             data = pack("coin++", header, payload)
             bpp.append(8 * len(payload) / s.num_points)
             fbpp.append(8 * len(data) / s.num_points)
