@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -46,6 +47,20 @@ class TrainConfig:
     # equivariant layers); the last partial training batch is then dropped so one shape compiles
     compile: bool = False
     max_minutes: float | None = None  # stop training after this wall time (the best epoch so far is kept)
+    # the published recipes differ here: DWSNets trains with AdamW(amsgrad) at a constant rate,
+    # NFN with Adam after a linear warm-up, the neural-graph models with AdamW after a warm-up
+    optimizer: str = "adamw"  # "adamw" or "adam"
+    amsgrad: bool = False
+    schedule: str = "cosine"  # "cosine" (over all epochs) or "constant"
+    warmup_steps: int = 0  # linear warm-up of the learning rate over this many optimiser steps
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "adam"):
+            raise ValueError(f"optimizer must be 'adamw' or 'adam', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 class Task(Protocol):
@@ -149,9 +164,25 @@ class _Module(L.LightningModule):
         self.history.append(row)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.config.epochs))
-        return {"optimizer": opt, "lr_scheduler": sched}
+        c = self.config
+        make = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        opt = make(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay, amsgrad=c.amsgrad)
+        if not c.warmup_steps:
+            if c.schedule == "constant":
+                return opt
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, c.epochs))
+            return {"optimizer": opt, "lr_scheduler": sched}
+        # warm-up is per optimiser step, the cosine per epoch: one step-wise factor holds both
+        per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, c.epochs))
+
+        def factor(step: int) -> float:
+            warm = min(1.0, (step + 1) / c.warmup_steps)
+            if c.schedule == "constant":
+                return warm
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step // per_epoch, c.epochs) / max(1, c.epochs)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 @dataclass

@@ -5,7 +5,7 @@ import torch
 
 from tests.specs import SPECS, random_weights
 from weightspace import Weights, assert_equivariant, assert_invariant, assert_not_invariant
-from weightspace.models.dws import EquivariantLayer, LayerBatchNorm
+from weightspace.models.dws_light import EquivariantLayer, LayerBatchNorm
 from weightspace.models.registry import create_model, list_models, model_info
 
 OUT = 3
@@ -52,7 +52,8 @@ def test_forward_shape_and_every_parameter_gets_a_gradient(name, spec_name, gen)
     missing = [
         n
         for n, p in model.named_parameters()
-        if (p.grad is None and (all_bias or ".b_" not in n))  # (bias outputs of a spec without biases are dropped)
+        # (an equivariant model's maps into biases that the spec lacks feed outputs that are dropped)
+        if (p.grad is None and (all_bias or info.output == "invariant"))
         or (p.grad is not None and not torch.isfinite(p.grad).all())
     ]
     assert not missing, f"parameters without a finite gradient: {missing}"
@@ -138,10 +139,10 @@ def test_graph_dense_path_equals_sparse_graph(gen, name):
 
 @pytest.mark.parametrize("config", [{"reduction": "max"}, {"norm": "channel"}, {"norm": "none"}, {"norm": "batch", "reduction": "max"}])
 @pytest.mark.parametrize("train", [False, True])
-def test_dws_variants_are_invariant_and_not_constant(gen, config, train):
+def test_dws_light_variants_are_invariant_and_not_constant(gen, config, train):
     spec = SPECS["siren"]
     torch.manual_seed(0)
-    model = create_model("dws", spec, out_features=3, dropout=0.0, **config).double().train(train)
+    model = create_model("dws_light", spec, out_features=3, dropout=0.0, **config).double().train(train)
     w = random_weights(spec, 4, generator=gen, dtype=torch.float64)
     # batch statistics pool over networks and entries alike, so acting on each network with its
     # own group element leaves them unchanged
@@ -149,9 +150,38 @@ def test_dws_variants_are_invariant_and_not_constant(gen, config, train):
     assert_not_invariant(model, w, generator=gen)
 
 
-def test_dws_defaults_to_batch_norm_and_trains_on_a_batch_of_one(gen):
+@pytest.mark.parametrize("config", [
+    {"reduction": "mean", "set_layer": "ds"}, {"reduction": "max", "set_layer": "sab"},
+    {"batch_norm": False, "set_layer": "sab", "reduction": "mean"}, {"head_layers": 2}])
+@pytest.mark.parametrize("spec_name", ["siren", "cnn"])
+@pytest.mark.parametrize("train", [False, True])
+def test_dws_variants_are_invariant_and_not_constant(gen, config, spec_name, train):
+    spec = SPECS[spec_name]
+    torch.manual_seed(0)
+    model = create_model("dws", spec, out_features=3, **config).double().train(train)
+    w = random_weights(spec, 4, generator=gen, dtype=torch.float64)
+    assert_invariant(model, w, generator=gen)
+    assert_not_invariant(model, w, generator=gen)
+
+
+def test_dws_preset_is_the_published_classifier():
+    from weightspace.models.dws import SAB, DWSLayer
+    from weightspace.models.registry import get_preset
+
+    spec = SPECS["siren"].__class__.siren(2, [32, 32], 1)
+    model = create_model("dwsnets-mnist-inr", spec, out_features=10)
+    layers = [m for m in model.modules() if isinstance(m, DWSLayer)]
+    assert len(layers) == 5 and {m.cout for m in layers} == {32}
+    assert all(m.reduction == "max" and m.set_layer == "sab" for m in layers)
+    assert any(isinstance(m, SAB) for m in layers[0].modules())
+    assert isinstance(model.norms[0], LayerBatchNorm) and len(model.norms) == 4
+    preset = get_preset("dwsnets-mnist-inr")
+    assert preset.train["lr"] == 5e-3 and preset.train["batch_size"] == 512 and preset.published["mnist-inr"] == 85.71
+
+
+def test_dws_light_defaults_to_batch_norm_and_trains_on_a_batch_of_one(gen):
     spec = SPECS["siren"]  # a scalar output: its bias holds one value per channel and network
-    model = create_model("dws", spec, out_features=3, dropout=0.0).double().train()
+    model = create_model("dws_light", spec, out_features=3, dropout=0.0).double().train()
     assert isinstance(model.norms[0], LayerBatchNorm)
     w = random_weights(spec, 1, generator=gen, dtype=torch.float64)
     before = [b.running_mean.clone() for b in model.norms[0].b_norms]
@@ -167,8 +197,10 @@ def test_dws_defaults_to_batch_norm_and_trains_on_a_batch_of_one(gen):
 def test_dws_options_are_checked():
     with pytest.raises(ValueError, match="reduction must be 'mean' or 'max'.*'median'"):
         create_model("dws", SPECS["siren"], out_features=3, reduction="median")
+    with pytest.raises(ValueError, match="set_layer must be 'ds'.*'gat'"):
+        create_model("dws", SPECS["siren"], out_features=3, set_layer="gat")
     with pytest.raises(ValueError, match="norm must be 'channel'.*'layer'"):
-        create_model("dws", SPECS["siren"], out_features=3, norm="layer")
+        create_model("dws_light", SPECS["siren"], out_features=3, norm="layer")
 
 
 def test_model_config_text_and_unknown_options_are_named():

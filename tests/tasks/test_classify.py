@@ -92,3 +92,41 @@ def test_max_minutes_stops_training_and_keeps_the_best_epoch(learnable_zoo):
     assert 1 <= res.epochs_run < 10_000
     assert res.train_seconds < 30
     assert 0.0 <= res.test_acc <= 1.0 and res.val_acc > 0
+
+
+@pytest.mark.parametrize("spec_name,kinds", [("tanh", ("sign",)), ("relu", ("scale",)), ("relu", ("permutation", "scale")),
+                                             ("tanh", ("permutation", "sign"))])
+def test_augmentation_of_standardised_batches_keeps_every_networks_function(spec_name, kinds):
+    """The classification task standardises weights per tensor (nonzero means here); its
+    augmentation, de-standardised, must give networks that compute the original functions."""
+    from weightspace.core.functional import forward
+    from weightspace.core.transforms import RandomSymmetry, Standardize
+    from weightspace.tasks.classify import training_transform
+
+    act = {"tanh": "tanh", "relu": "relu"}[spec_name]
+    spec = NetworkSpec.mlp([2, 6, 5, 1], activation=act)
+    g = torch.Generator().manual_seed(0)
+    raw = Weights.unflatten(spec, torch.randn(64, spec.num_params, generator=g, dtype=torch.float64) * 0.5 + 0.1)
+    norm = Standardize.fit(raw)
+    assert min(abs(m) for m in norm.mean) > 0.01  # the case the old code got wrong
+    augmented = training_transform(RandomSymmetry(kinds), norm)(norm(raw), g)
+    back = norm.invert(augmented)
+    x = torch.rand(32, 2, generator=g, dtype=torch.float64) * 2 - 1
+    torch.testing.assert_close(forward(back, x), forward(raw, x))
+    assert not torch.allclose(back.flatten(), raw.flatten())  # it did move the weights
+    # the transform of the standardised weights without the raw-space wrapper does not keep them
+    if kinds != ("permutation",):
+        wrong = norm.invert(RandomSymmetry(kinds)(norm(raw), torch.Generator().manual_seed(1)))
+        assert (forward(wrong, x) - forward(raw, x)).abs().max() > 1e-3
+
+
+def test_statnn_trains_on_a_batch_of_one():
+    from weightspace.models.registry import create_model
+
+    spec = NetworkSpec.mlp([2, 4, 1])
+    model = create_model("statnn", spec, out_features=3).train()
+    w = Weights.unflatten(spec, torch.randn(1, spec.num_params))
+    out = model(w)
+    assert out.shape == (1, 3) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert model.norm.running_mean.abs().sum() == 0  # one network: running statistics left alone

@@ -77,6 +77,13 @@ class RandomSymmetry:
 
     kinds: tuple[str, ...] = ("permutation",)
 
+    @property
+    def raw_weights(self) -> bool:
+        """Whether it must see raw weights: a permutation commutes with per-tensor
+        standardisation, but a sign flip or rescaling of ``(w - m) / s`` is the standardised
+        image of a function-preserving transform of ``w`` only when ``m = 0``."""
+        return any(k in ("sign", "scale") for k in self.kinds)
+
     def __call__(self, weights: Weights, generator: torch.Generator | None = None) -> Weights:
         from weightspace.core.symmetry import act, sample_group_element
 

@@ -10,7 +10,7 @@ used here.)
 
 from __future__ import annotations
 
-from weightspace.models.dws import EquivariantClassifier
+from weightspace.models.dws_light import EquivariantClassifier
 from weightspace.models.registry import register_model
 
 

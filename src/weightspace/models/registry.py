@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torch import nn
@@ -49,9 +49,60 @@ def register_model(
     return wrap
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A published configuration, by name: the model, its options, the training recipe of the
+    paper (fields of `weightspace.train.TrainConfig`), the augmentation it trained with, where it
+    comes from, and the figures it reported (dataset -> test accuracy in %). ``deviations`` says
+    what differs from the reference code, if anything."""
+
+    name: str
+    model: str
+    config: dict[str, Any]
+    train: dict[str, Any]
+    source: str
+    published: dict[str, float] = field(default_factory=dict)
+    augment: str = ""
+    deviations: str = ""
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> Preset:
+    if preset.name in _PRESETS or preset.name in _MODELS:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def list_presets(model: str | None = None) -> list[str]:
+    _ensure_loaded()
+    return sorted(n for n, p in _PRESETS.items() if model is None or p.model == model)
+
+
+def get_preset(name: str) -> Preset:
+    _ensure_loaded()
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; registered: {', '.join(sorted(_PRESETS)) or 'none'}")
+    return _PRESETS[name]
+
+
+def resolve(name: str, **config) -> tuple[str, dict[str, Any], Preset | None]:
+    """A model or preset name -> (model name, options, preset or None); ``config`` overrides
+    the preset's options."""
+    _ensure_loaded()
+    if name in _PRESETS:
+        p = _PRESETS[name]
+        return p.model, {**p.config, **config}, p
+    return name, dict(config), None
+
+
 def _ensure_loaded() -> None:
     # importing the model modules runs their @register_model decorators
-    from weightspace.models import dws, editors, graph, mlp, nfn, probe, statnn, transformer  # noqa: F401
+    from weightspace.models import (  # noqa: F401
+        dws, dws_light, editors, graph, mlp, nfn, probe, statnn, transformer,
+    )
 
 
 def list_models(output: Output | None = None) -> list[str]:
@@ -61,13 +112,18 @@ def list_models(output: Output | None = None) -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     _ensure_loaded()
+    if name in _PRESETS:
+        name = _PRESETS[name].model
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS))}")
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_MODELS))}; "
+                         f"presets: {', '.join(sorted(_PRESETS))}")
     return _MODELS[name]
 
 
 def create_model(name: str, spec: NetworkSpec, **config) -> nn.Module:
-    """Build model ``name`` for weights of ``spec``. Invariant models take ``out_features``."""
+    """Build model ``name`` (a registered model, or a preset: its model with its options, which
+    ``config`` may override) for weights of ``spec``. Invariant models take ``out_features``."""
+    name, config, _ = resolve(name, **config)
     info = model_info(name)
     if spec.is_conv and not info.supports_conv:
         raise ValueError(f"model {name!r} supports MLP specs only; this spec has conv layers")

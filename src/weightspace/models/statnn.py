@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -46,4 +47,11 @@ class StatNN(nn.Module):
         )
 
     def forward(self, weights: Weights) -> Tensor:
-        return self.net(self.norm(weight_statistics(weights)))
+        """``weights`` [B, C, ...] -> ``[B, out_features]``."""
+        stats = weight_statistics(weights)
+        if self.training and len(stats) == 1:
+            # batch statistics of one network are undefined (an epoch's last batch can hold one):
+            # normalise with the running statistics, leaving them unchanged
+            n = self.norm
+            return self.net(F.batch_norm(stats, n.running_mean, n.running_var, n.weight, n.bias, False, 0.0, n.eps))
+        return self.net(self.norm(stats))

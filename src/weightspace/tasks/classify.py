@@ -53,6 +53,16 @@ class ClassifyResult:
         }
 
 
+def training_transform(augment: Transform | None, norm) -> Transform | None:
+    """The augmentation as applied to standardised training batches. Permutations commute with
+    per-tensor standardisation; sign flips, rescaling (`RandomSymmetry.raw_weights`) and maps of
+    the signal's domain (`InputAffine`) preserve a network's function only on its raw weights,
+    so those run behind the standardisation (undo, transform, redo)."""
+    if augment is not None and acts_on_raw_weights(augment) and isinstance(norm, Standardize):
+        return InRawSpace(augment, norm)
+    return augment
+
+
 def classify_zoo(
     zoo: Zoo,
     model_name: str,
@@ -80,11 +90,7 @@ def classify_zoo(
     # from per-tensor standardised ones (a scalar per tensor keeps every symmetry).
     norm = (lambda w, g=None: w) if getattr(model, "wants_raw_weights", False) else Standardize.fit(splits["train"][0])
     data = {k: WeightBatches(norm(w), y, seed=config.seed) for k, (w, y) in splits.items()}
-    # symmetries survive per-tensor standardisation; a transform of the signal's domain
-    # (InputAffine) is linear in the raw weights only, so it runs behind the standardisation
-    if augment is not None and acts_on_raw_weights(augment) and isinstance(norm, Standardize):
-        augment = InRawSpace(augment, norm)
-    data["train"].transform = augment
+    data["train"].transform = training_transform(augment, norm)
     if mixup:
         data["train"].batch_transform = AlignedMixup(num_classes, alpha=mixup)
     task = Classification()
