@@ -91,8 +91,10 @@ def training_rate(step_model, params, weights, labels, *, lr: float = 1e-3, weig
 
 # Model defaults that changed, with the value they had before: a result names the value it
 # ran with, and results written before the change (which did not record it) are shown with
-# the value of their day. dws's norm: "channel" until 2026-11-28, then "batch".
-CHANGED_DEFAULTS: dict[str, dict[str, Any]] = {"dws": {"norm": "channel"}}
+# the value of their day. dws's norm: "channel" until 2026-11-28, then "batch". (That model is
+# `dws_light` since 2026-12-07, when `dws` became the complete DWSNets basis; results recorded
+# before then under the name "dws" are of `dws_light`.)
+CHANGED_DEFAULTS: dict[str, dict[str, Any]] = {"dws_light": {"norm": "channel"}}
 
 
 def effective_config(model: str, config: dict | None) -> dict:

@@ -31,6 +31,7 @@ def test_errors_are_clean(tmp_path):
     assert r.exit_code == 2 and "cifar-1000" in r.output
     r = runner.invoke(app, ["models"])
     assert "dws" in r.output and "mlp" in r.output
+    assert "dwsnets-mnist-inr" in r.output and "mnist-inr 85.71%" in r.output
 
 
 def test_edit_and_mixup_commands(tmp_path):
@@ -48,8 +49,14 @@ def test_edit_and_mixup_commands(tmp_path):
     assert r.exit_code == 0 and "test accuracy" in r.output, r.output
     r = runner.invoke(app, ["train", str(out), "--model", "statnn", "--epochs", "1", "--augment", "twist", "--no-progress"])
     assert r.exit_code == 2 and "unknown augmentation 'twist'" in r.output, r.output
-    r = runner.invoke(app, ["train", str(out), "--model", "dws", "--epochs", "1", "--model-config", "norm=channel,reduction=max", "--no-progress"])
+    r = runner.invoke(app, ["train", str(out), "--model", "dws", "--epochs", "1", "--model-config", "set_layer=sab,reduction=max", "--no-progress"])
     assert r.exit_code == 0 and "test accuracy" in r.output, r.output
+    r = runner.invoke(app, ["train", str(out), "--model", "dws_light", "--epochs", "1", "--model-config", "norm=channel", "--no-progress"])
+    assert r.exit_code == 0 and "test accuracy" in r.output, r.output
+    # a preset: the published model and recipe, shrunk here by overrides to stay quick
+    r = runner.invoke(app, ["train", str(out), "--model", "dwsnets-mnist-inr", "--epochs", "1", "--model-config",
+                            "hidden_channels=8,num_layers=2", "--no-progress"])
+    assert r.exit_code == 0 and "dwsnets-mnist-inr: test accuracy" in r.output, r.output
     r = runner.invoke(app, ["train", str(out), "--model", "dws", "--epochs", "1", "--model-config", "depth=3", "--no-progress"])
     assert r.exit_code == 2 and "no option(s) ['depth']" in r.output, r.output
     r = runner.invoke(app, ["train", str(out), "--model", "mlp", "--epochs", "100000", "--max-minutes", "0.005", "--no-progress"])

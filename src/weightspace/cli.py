@@ -147,17 +147,19 @@ def zoo_import(
 @app.command("train")
 def train(
     zoo_path: Path = typer.Argument(..., help="zoo directory"),
-    model: str = typer.Option("dws", help="registry model name (see `weightspace models`)"),
+    model: str = typer.Option("dws", help="registry model or preset name (see `weightspace models`); a preset "
+                              "brings the published model options, training recipe and augmentation"),
     target: str = typer.Option("label", help="table column to predict"),
-    epochs: int = typer.Option(40),
-    batch_size: int = typer.Option(32),
-    lr: float = typer.Option(1e-3),
-    seed: int = typer.Option(0),
-    augment: str = typer.Option("", help="training-batch augmentations joined by '+': permutation, sign, scale "
-                                "(random symmetries), affine (rotate/scale/shift an image INR's domain), noise, dropout"),
+    epochs: int | None = typer.Option(None, help="training epochs (default: the preset's, else 40)"),
+    batch_size: int | None = typer.Option(None, help="training batch size (default: the preset's, else 32)"),
+    lr: float | None = typer.Option(None, help="learning rate (default: the preset's, else 1e-3)"),
+    seed: int = typer.Option(0, help="seeds the model's initialisation, the data order and the augmentation"),
+    augment: str | None = typer.Option(None, help="training-batch augmentations joined by '+': permutation, sign, scale "
+                                       "(random symmetries), affine (rotate/scale/shift an image INR's domain), noise, "
+                                       "dropout; '' for none (default: the preset's, else none)"),
     mixup: float | None = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
-    weight_decay: float = typer.Option(1e-4),
-    model_config: str = typer.Option("", help="model options, e.g. 'norm=channel,hidden_channels=32' (see README)"),
+    weight_decay: float | None = typer.Option(None, help="weight decay (default: the preset's, else 1e-4)"),
+    model_config: str = typer.Option("", help="model options, e.g. 'hidden_channels=32,num_layers=4' (override a preset's)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training steps (fuses the equivariant layers' elementwise ops; see README)"),
     max_minutes: float | None = typer.Option(None, help="stop training after this many minutes (best epoch kept)"),
     progress: bool = typer.Option(True),
@@ -165,28 +167,25 @@ def train(
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
     from weightspace.core.transforms import parse_augmentation
     from weightspace.models.registry import parse_model_config
-    from weightspace.tasks.classify import classify_zoo
-    from weightspace.train import TrainConfig
+    from weightspace.tasks.classify import classify_zoo, recipe
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
         zoo = Zoo.open(zoo_path)
+        config, aug_text = recipe(model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                  seed=seed, progress=progress, compile=compile, max_minutes=max_minutes, augment=augment)
         try:
-            aug = parse_augmentation(augment)
+            aug = parse_augmentation(aug_text)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--augment") from e
         try:
             options = parse_model_config(model_config)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--model-config") from e
-        res = classify_zoo(
-            zoo, model, target=target, augment=aug, mixup=mixup, model_config=options,
-            config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                               progress=progress, compile=compile, max_minutes=max_minutes),
-        )
+        res = classify_zoo(zoo, model, target=target, augment=aug, mixup=mixup, model_config=options, config=config)
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
-    stopped = f", stopped by --max-minutes after {res.epochs_run} epochs" if res.epochs_run < epochs else ""
+    stopped = f", stopped by --max-minutes after {res.epochs_run} epochs" if res.epochs_run < config.epochs else ""
     console.print(
         f"{model}: test accuracy {100 * res.test_acc:.2f}% (best val {100 * res.val_acc:.2f}%), "
         f"{res.num_params:,} parameters, {res.examples_per_second:.0f} examples/s{stopped}"
@@ -221,12 +220,17 @@ def edit(
 
 @app.command("models")
 def models() -> None:
-    """List registered weight-space models."""
-    from weightspace.models.registry import list_models, model_info
+    """List registered weight-space models and the published configurations (presets)."""
+    from weightspace.models.registry import get_preset, list_models, list_presets, model_info
 
     for name in list_models():
         info = model_info(name)
         console.print(f"{name:12s} {info.output:12s} {'MLP+CNN' if info.supports_conv else 'MLP':8s} {info.summary}")
+    console.print("\npresets (use as --model; the published options, training recipe and figures):")
+    for name in list_presets():
+        p = get_preset(name)
+        figures = ", ".join(f"{k} {v}%" for k, v in p.published.items()) or "no published figure"
+        console.print(f"{name:22s} {p.model:10s} {figures}")
 
 
 @app.command("quickstart")

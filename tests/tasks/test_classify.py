@@ -130,3 +130,16 @@ def test_statnn_trains_on_a_batch_of_one():
     assert out.shape == (1, 3) and torch.isfinite(out).all()
     out.sum().backward()
     assert model.norm.running_mean.abs().sum() == 0  # one network: running statistics left alone
+
+
+def test_recipe_takes_a_presets_training_and_lets_options_override_it():
+    from weightspace.tasks.classify import recipe
+
+    config, aug = recipe("dwsnets-mnist-inr")
+    assert (config.lr, config.batch_size, config.epochs, config.optimizer, config.amsgrad, config.schedule) == (
+        5e-3, 512, 100, "adamw", True, "constant")
+    assert config.grad_clip is None and aug == "affine"
+    config, aug = recipe("dwsnets-mnist-inr", epochs=3, lr=None, augment="")
+    assert config.epochs == 3 and config.lr == 5e-3 and aug == ""
+    config, aug = recipe("mlp")
+    assert config.epochs == 40 and config.batch_size == 32 and aug == ""

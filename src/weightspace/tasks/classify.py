@@ -53,6 +53,26 @@ class ClassifyResult:
         }
 
 
+DEFAULT_AUGMENT = ""
+
+
+def recipe(model: str, *, augment: str | None = None, **given) -> tuple[TrainConfig, str]:
+    """The training configuration and augmentation for ``model``: a preset's published recipe
+    (`weightspace.models.registry.Preset.train`, ``.augment``), else `TrainConfig`'s defaults;
+    options given (not None) override either."""
+    from weightspace.models.registry import resolve
+
+    _, _, preset = resolve(model)
+    fields = dict(preset.train) if preset else {}
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if "epochs" not in fields:
+        fields["epochs"] = 40
+    if "batch_size" not in fields:
+        fields["batch_size"] = 32
+    aug = augment if augment is not None else (preset.augment if preset else DEFAULT_AUGMENT)
+    return TrainConfig(**fields), aug
+
+
 def training_transform(augment: Transform | None, norm) -> Transform | None:
     """The augmentation as applied to standardised training batches. Permutations commute with
     per-tensor standardisation; sign flips, rescaling (`RandomSymmetry.raw_weights`) and maps of
