@@ -1,7 +1,7 @@
 """Training-step throughput of every weight-space model in its published configuration (the
 presets), beside the flat MLP and the library defaults, in one run.
 
-    python benchmarks/model_throughput.py [--batches 32,512] [--rounds 3] [--steps 10] [--threads 2]
+    python benchmarks/model_throughput.py [--batches 32,512] [--rounds 2] [--steps 10] [--budget 8] [--threads 2]
 
 On the MNIST-INR spec (SIREN 2->32->32->1), random standardised weights and labels: forward,
 cross-entropy, backward and the preset's optimiser step, timed after warm-up; rounds interleave
@@ -30,7 +30,9 @@ SPEC = NetworkSpec.siren(2, [32, 32], 1)
 BASELINES = ["mlp", "statnn", "transformer", "probe", "dws", "dws_light"]
 
 
-def one_round(name: str, batch: int, steps: int, g: torch.Generator) -> float:
+def one_round(name: str, batch: int, steps: int, budget: float, g: torch.Generator) -> tuple[float, int]:
+    """(examples/s, steps timed): one warm-up step (timed, to size the measurement), then up to
+    ``steps`` steps within about ``budget`` seconds (at least one)."""
     config, _ = recipe(name)
     torch.manual_seed(0)
     model = create_model(name, SPEC, out_features=10).train()
@@ -38,21 +40,28 @@ def one_round(name: str, batch: int, steps: int, g: torch.Generator) -> float:
     opt = make(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
     w = Weights.unflatten(SPEC, torch.randn(batch, 1, SPEC.num_params, generator=g))
     y = torch.randint(0, 10, (batch,), generator=g)
-    for k in range(steps + 2):
-        if k == 2:
-            t = time.perf_counter()
+
+    def step() -> None:
         loss = torch.nn.functional.cross_entropy(model(w), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return batch * steps / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    step()
+    n = max(1, min(steps, int(budget / (time.perf_counter() - t))))
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    return batch * n / (time.perf_counter() - t), n
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", default="32,512")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement at most")
+    ap.add_argument("--budget", type=float, default=8.0, help="seconds per measurement (at least one step is timed)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default=None, help="comma-separated names (default: every preset and the baselines)")
     args = ap.parse_args()
@@ -66,13 +75,18 @@ def main() -> None:
         rows[name] = {"params": sum(p.numel() for p in model.parameters()), "rates": {}}
     for batch in map(int, args.batches.split(",")):
         rounds: dict[str, list[float]] = {n: [] for n in names}
+        timed: dict[str, list[int]] = {n: [] for n in names}
         for _ in range(args.rounds):
             for name in names:
-                rounds[name].append(one_round(name, batch, args.steps, g))
-                print(f"batch {batch} {name}: {rounds[name][-1]:,.0f} examples/s", flush=True)
+                rate, n = one_round(name, batch, args.steps, args.budget, g)
+                rounds[name].append(rate)
+                timed[name].append(n)
+                print(f"batch {batch} {name}: {rate:,.1f} examples/s ({n} steps)", flush=True)
         for name in names:
-            rows[name]["rates"][str(batch)] = {"median": statistics.median(rounds[name]), "rounds": rounds[name]}
-    figures = {"rows": rows, "batches": args.batches, "rounds": args.rounds, "steps": args.steps, "threads": args.threads}
+            rows[name]["rates"][str(batch)] = {"median": statistics.median(rounds[name]), "rounds": rounds[name],
+                                               "steps": timed[name]}
+    figures = {"rows": rows, "batches": args.batches, "rounds": args.rounds, "steps": args.steps, "budget": args.budget,
+               "threads": args.threads}
     write_result("model_throughput", env, figures, markdown(figures))
     print(markdown(figures))
 
@@ -91,10 +105,11 @@ def markdown(f: dict) -> str:
         for b in batches:
             rate = r["rates"][b]["median"]
             ratio = rate / mlp["rates"][b]["median"] if mlp else float("nan")
-            cells.append(f"{rate:,.0f} | {ratio:.3f}")
+            cells.append(f"{rate:,.1f} | {ratio:.4f}")
         lines.append(f"| {name} | {of} | {r['params']:,} | {' | '.join(cells)} |")
-    return (f"MNIST-INR spec, random weights, {f['threads']} threads, median of {f['rounds']} interleaved rounds of "
-            f"{f['steps']} steps after 2 warm-up steps; each model with its preset's optimiser. Every row at equal batch "
+    return (f"MNIST-INR spec, random weights, {f['threads']} threads, median of {f['rounds']} interleaved rounds, each of "
+            f"up to {f['steps']} steps in about {f['budget']:g} s (at least one) after one warm-up step; each model with its "
+            "preset's optimiser. Every row at equal batch "
             "and threads; sizes differ (published configurations). ×mlp: examples/s relative to the flat MLP.\n\n"
             + "\n".join(lines))
 

@@ -91,12 +91,14 @@ def run(args) -> None:
         "params": res.num_params, "train_s": res.train_seconds, "wall_s": wall, "examples_per_s": res.examples_per_second,
         "load_average_at_start": load0, "load_average_at_end": os.getloadavg(), "history": res.history,
     }
-    RUNS.mkdir(parents=True, exist_ok=True)
-    out = RUNS / f"{args.row}-s{args.seed}.json"
+    runs = args.runs_dir or RUNS
+    runs.mkdir(parents=True, exist_ok=True)
+    out = runs / f"{args.row}-s{args.seed}.json"
     out.write_text(json.dumps(record, indent=2, default=str))
     print(f"{args.row} seed {args.seed}: test {100 * res.test_acc:.2f}% (val {100 * res.val_acc:.2f}%), "
-          f"{res.epochs_run} epochs in {wall / 60:.1f} min -> {out.relative_to(ROOT)}")
-    report()
+          f"{res.epochs_run} epochs in {wall / 60:.1f} min -> {out}")
+    if args.runs_dir is None:
+        report()
 
 
 def markdown(runs: list[dict]) -> str:
@@ -150,6 +152,7 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=None, help="time guard (the best epoch so far is kept)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--runs-dir", type=Path, default=None, help="write the run file here and leave BENCHMARKS.md alone (smoke runs)")
     ap.add_argument("--report", action="store_true", help="only rebuild the BENCHMARKS.md section from the run files")
     args = ap.parse_args()
     if args.threads:

@@ -222,35 +222,47 @@ class DWSLayer(nn.Module):
         if w.channels != self.cin:
             raise ValueError(f"layer expects {self.cin} channels, got {w.channels}")
         xs = to_sets(w.with_biases_filled(), self.perm)
+        # every summary of an input tensor is computed once and shared by all the blocks reading it
+        summaries: dict[tuple[int, tuple[int, ...]], Tensor] = {}
+
+        def summary(t: int, dims: tuple[int, ...]) -> Tensor:
+            if (t, dims) not in summaries:
+                summaries[(t, dims)] = _reduce(xs[t], dims, self.reduction)
+            return summaries[(t, dims)]
+
         outs = []
         for o in range(self.num_tensors):
-            ro, qo = self.sets[o]
-            acc = None
+            # terms of one broadcast shape ([B, R, Q, F], [B, R, 1, F], [B, 1, Q, F], [B, 1, 1, F])
+            # are summed among themselves first: one full-size addition per shape, not per term
+            by_shape: dict[tuple[int, int], Tensor] = {}
             for t in range(self.num_tensors):
-                y = self._block(xs[t], t, o)
-                acc = y if acc is None else acc + y  # broadcasting [B, 1|R, 1|Q, F]
-            bsz = xs[o].shape[0]
-            shape = (bsz, xs[o].shape[1], xs[o].shape[2], acc.shape[-1])
+                y = self._block(summary, t, o)
+                key = (y.shape[1], y.shape[2])
+                by_shape[key] = by_shape[key] + y if key in by_shape else y
+            acc = None
+            for key in sorted(by_shape, key=lambda k: k[0] * k[1]):
+                acc = by_shape[key] if acc is None else acc + by_shape[key]
+            shape = (xs[o].shape[0], xs[o].shape[1], xs[o].shape[2], acc.shape[-1])
             outs.append((acc / self.num_tensors).expand(shape))
         return from_sets(self.spec, outs, self.perm, self.cout)
 
-    def _block(self, x: Tensor, t: int, o: int) -> Tensor:
+    def _block(self, summary, t: int, o: int) -> Tensor:
+        """The block from input tensor t to output tensor o; ``summary(t, dims)`` is tensor t
+        reduced over ``dims`` (kept as size-1 axes)."""
         key = f"{t}_{o}"
         kind, block = self.kind[key], self.blocks[key]
         rt, qt = self.sets[t]
         ro, qo = self.sets[o]
-        red = self.reduction
         if kind == "kron":
             full, rows, cols, both = block
-            return (full(x) + rows(_reduce(x, (1,), red)) + cols(_reduce(x, (2,), red)) + both(_reduce(x, (1, 2), red))) / 4
+            return (full(summary(t, ())) + rows(summary(t, (1,))) + cols(summary(t, (2,)))
+                    + both(summary(t, (1, 2)))) / 4
         if kind == "pool":
-            return block(_reduce(x, tuple(d for d, s in ((1, rt), (2, qt)) if s is not None), red))
-        shared = ({rt, qt} - {None}) & ({ro, qo} - {None})
-        (s,) = shared
+            return block(summary(t, tuple(d for d, s in ((1, rt), (2, qt)) if s is not None)))
+        (s,) = ({rt, qt} - {None}) & ({ro, qo} - {None})
         axis_t = 1 if rt == s else 2
         other = 2 if axis_t == 1 else 1
-        z = _reduce(x, (other,) if (qt if axis_t == 1 else rt) is not None else (), red)
-        z = z.squeeze(other)  # [B, n_s, F_t]
+        z = summary(t, (other,) if (qt if axis_t == 1 else rt) is not None else ()).squeeze(other)  # [B, n_s, F_t]
         y = block(z)  # [B, n_s, F_o]
         return y.unsqueeze(2) if ro == s else y.unsqueeze(1)
 
