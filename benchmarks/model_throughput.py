@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement at most")
     ap.add_argument("--budget", type=float, default=8.0, help="seconds per measurement (at least one step is timed)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", default="", help="NAME@BATCH pairs not to measure, e.g. 'ng-t-mnist-inr@512' (recorded as skipped)")
+    ap.add_argument("--skip-reason", default="", help="why the --skip pairs were skipped (shown in the table)")
     ap.add_argument("--models", default=None, help="comma-separated names (default: every preset and the baselines)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,19 +75,25 @@ def main() -> None:
     for name in names:
         model = create_model(name, SPEC, out_features=10)
         rows[name] = {"params": sum(p.numel() for p in model.parameters()), "rates": {}}
+    skip = {tuple(p.rsplit("@", 1)) for p in args.skip.split(",") if p}
     for batch in map(int, args.batches.split(",")):
         rounds: dict[str, list[float]] = {n: [] for n in names}
         timed: dict[str, list[int]] = {n: [] for n in names}
         for _ in range(args.rounds):
             for name in names:
+                if (name, str(batch)) in skip:
+                    continue
                 rate, n = one_round(name, batch, args.steps, args.budget, g)
                 rounds[name].append(rate)
                 timed[name].append(n)
                 print(f"batch {batch} {name}: {rate:,.1f} examples/s ({n} steps)", flush=True)
         for name in names:
-            rows[name]["rates"][str(batch)] = {"median": statistics.median(rounds[name]), "rounds": rounds[name],
-                                               "steps": timed[name]}
-    figures = {"rows": rows, "batches": args.batches, "rounds": args.rounds, "steps": args.steps, "budget": args.budget,
+            if rounds[name]:
+                rows[name]["rates"][str(batch)] = {"median": statistics.median(rounds[name]), "rounds": rounds[name],
+                                                   "steps": timed[name]}
+            else:
+                rows[name]["rates"][str(batch)] = {"skipped": args.skip_reason or "skipped"}
+    figures = {"skip_reason": args.skip_reason, "rows": rows, "batches": args.batches, "rounds": args.rounds, "steps": args.steps, "budget": args.budget,
                "threads": args.threads}
     write_result("model_throughput", env, figures, markdown(figures))
     print(markdown(figures))
@@ -103,6 +111,9 @@ def markdown(f: dict) -> str:
             of = "–"
         cells = []
         for b in batches:
+            if "skipped" in r["rates"][b]:
+                cells.append("not measured¹ | –")
+                continue
             rate = r["rates"][b]["median"]
             ratio = rate / mlp["rates"][b]["median"] if mlp else float("nan")
             cells.append(f"{rate:,.1f} | {ratio:.4f}")
@@ -111,7 +122,8 @@ def markdown(f: dict) -> str:
             f"up to {f['steps']} steps in about {f['budget']:g} s (at least one) after one warm-up step; each model with its "
             "preset's optimiser. Every row at equal batch "
             "and threads; sizes differ (published configurations). ×mlp: examples/s relative to the flat MLP.\n\n"
-            + "\n".join(lines))
+            + "\n".join(lines)
+            + (f"\n\n¹ {f['skip_reason']}" if f.get("skip_reason") else ""))
 
 
 if __name__ == "__main__":

@@ -132,8 +132,26 @@ def markdown(runs: list[dict]) -> str:
                      f"{','.join(str(r['seed']) for r in rs)} | {acc} | {pub if pub is not None else '–'} | {gap} | {load} | {cmds} |")
     missing = [n for n in ROWS if n not in by_row]
     if missing:
-        lines += ["", f"Not run yet: {', '.join(missing)}."]
+        lines += ["", "Not run yet, with the time the published schedule would take on this machine at the "
+                  "training-step rate that `model_throughput` measured (its batch closest to the recipe's):", ""]
+        lines += [f"- {n} ({ROWS[n].model}): {_schedule_estimate(ROWS[n])}" for n in missing]
     return "\n".join(lines)
+
+
+def _schedule_estimate(row: Row) -> str:
+    path = ROOT / "benchmarks" / "results" / "model_throughput.json"
+    config, _ = recipe(row.model, **row.train)
+    if not path.exists():
+        return "no throughput measured"
+    rows = json.loads(path.read_text())["figures"]["rows"]
+    if row.model not in rows:
+        return "no throughput measured"
+    rates = rows[row.model]["rates"]
+    batch = min(rates, key=lambda b: abs(int(b) - config.batch_size))
+    per_s = rates[batch]["median"]
+    epoch_h = 55_000 / per_s / 3600
+    return (f"{per_s:,.0f} examples/s at batch {batch} -> {epoch_h:.2f} h per epoch of 55k, "
+            f"{epoch_h * config.epochs:,.0f} h for {config.epochs} epochs")
 
 
 def report() -> None:
