@@ -193,7 +193,10 @@ def ray_rate(coords, targets, recipe, n: int, workers: int) -> float:
     and each worker's first (compiling) task are outside the timing."""
     import ray
 
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=workers)
+    from weightspace.zoo.backends import _loopback_node
+
+    with _loopback_node(ray):  # loopback only (plain _node_ip_address is not enough)
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=workers)
     try:
         batch = auto_batch_size(coords.shape[0], max(recipe.hidden))
         job = FitJob(coords, recipe, batch)

@@ -23,12 +23,16 @@ def _fail(message: str) -> None:
 
 
 @zoo_app.command("info")
-def zoo_info(path: Path = typer.Argument(..., help="zoo directory"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Print a zoo's spec, counts, splits, columns and provenance."""
+def zoo_info(
+    path: Path = typer.Argument(..., help="zoo directory"),
+    as_json: bool = typer.Option(False, "--json"),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="open a zoo holding NaN / inf weights"),
+) -> None:
+    """Print a zoo's spec, counts, splits, columns and provenance (after verifying it)."""
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        info = Zoo.open(path).info()
+        info = Zoo.open(path, allow_nonfinite=allow_nonfinite).info()
     except ZooError as e:
         _fail(str(e))
     if as_json:
@@ -44,6 +48,34 @@ def zoo_info(path: Path = typer.Argument(..., help="zoo directory"), as_json: bo
     if recipe:
         console.print(f"recipe:   {recipe.get('name')} v{recipe.get('version')}")
     console.print(f"source:   {prov.get('dataset', '?')}, seed {prov.get('seed', '?')}")
+
+
+@zoo_app.command("verify")
+def zoo_verify(
+    path: Path = typer.Argument(..., help="zoo directory"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    hashes: bool = typer.Option(True, help="recompute every shard's content hash (reads every byte)"),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help="do not count NaN / inf weights as problems"),
+) -> None:
+    """Check a zoo (structure, table against shards, labels, content hashes, finite values);
+    exit 0 when clean, 2 with one line per problem otherwise."""
+    import sys
+
+    from weightspace.zoo.verify import verify_zoo
+
+    report = verify_zoo(path, hashes=hashes, values=True, allow_nonfinite=allow_nonfinite)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:  # plain print: rich would wrap long lines and read [..] as markup
+        for line in report.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        for line in report.lines():
+            print(line)
+        if report.ok:
+            print(f"{path}: ok, {report.networks} networks in {len(report.shards)} shards "
+                  f"({report.hashes_checked} content hashes checked, values {'checked' if report.values_checked else 'not checked'})")
+    if not report.ok:
+        raise typer.Exit(2)
 
 
 @zoo_app.command("fit-inrs")
@@ -163,14 +195,25 @@ def train(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training steps (fuses the equivariant layers' elementwise ops; see README)"),
     max_minutes: float | None = typer.Option(None, help="stop training after this many minutes (best epoch kept)"),
     progress: bool = typer.Option(True),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory to write: best model (safetensors + "
+                                    "model.json), metrics.csv, run.json, a checkpoint each epoch"),
+    resume: bool = typer.Option(False, "--resume", help="continue the killed run in --out (same settings)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in --out"),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
+    import sys
+
     from weightspace.core.transforms import parse_augmentation
     from weightspace.models.registry import parse_model_config
+    from weightspace.runs import prepare_run_dir
     from weightspace.tasks.classify import classify_zoo, recipe
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
+        if out is not None:  # refuse a bad --out before opening (and verifying) the zoo
+            prepare_run_dir(out, resume=resume, overwrite=overwrite, clear=False)
+        elif resume or overwrite:
+            raise ValueError("--resume and --overwrite need --out")
         zoo = Zoo.open(zoo_path)
         config, aug_text = recipe(model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                   seed=seed, progress=progress, compile=compile, max_minutes=max_minutes, augment=augment)
@@ -182,14 +225,59 @@ def train(
             options = parse_model_config(model_config)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--model-config") from e
-        res = classify_zoo(zoo, model, target=target, augment=aug, mixup=mixup, model_config=options, config=config)
+        res = classify_zoo(zoo, model, target=target, augment=aug, mixup=mixup, model_config=options, config=config,
+                           out=out, resume=resume, overwrite=overwrite,
+                           record={"command": ["weightspace", *sys.argv[1:]], "augment": aug_text})
     except (ValueError, KeyError, ZooError) as e:
-        _fail(str(e))
+        _fail(str(e).strip('"'))
     stopped = f", stopped by --max-minutes after {res.epochs_run} epochs" if res.epochs_run < config.epochs else ""
     console.print(
         f"{model}: test accuracy {100 * res.test_acc:.2f}% (best val {100 * res.val_acc:.2f}%), "
         f"{res.num_params:,} parameters, {res.examples_per_second:.0f} examples/s{stopped}"
     )
+    if out is not None:
+        console.print(f"wrote {out}: model.safetensors, model.json, metrics.csv, run.json")
+
+
+@app.command("evaluate")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="run directory (from `weightspace train --out`)"),
+    zoo_path: Path = typer.Argument(..., help="zoo directory with the run's target column"),
+    split: str = typer.Option("test", help="split of the zoo to score"),
+) -> None:
+    """Accuracy and loss of a trained run's model on a split of a zoo."""
+    from weightspace.runs import evaluate_run
+    from weightspace.zoo.store import Zoo, ZooError
+
+    try:
+        res = evaluate_run(run_dir, Zoo.open(zoo_path), split)
+    except (ValueError, KeyError, ZooError) as e:
+        _fail(str(e).strip('"'))
+    console.print(f"{run_dir} on {zoo_path} ({split}, {int(res['networks'])} networks): "
+                  f"accuracy {100 * res['acc']:.2f}%, loss {res['loss']:.4f}")
+
+
+@app.command("apply")
+def apply(
+    run_dir: Path = typer.Argument(..., help="run directory (from `weightspace train --out`)"),
+    networks: Path = typer.Argument(..., help="a zoo directory, a .safetensors of stacked weights in the zoo shard "
+                                    "layout (layers.<i>.weight [N, ...]), or one network's state dict (.safetensors)"),
+    split: str | None = typer.Option(None, help="zoo: only this split (default: every network)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (default: print the CSV)"),
+) -> None:
+    """Predict the class of networks with a trained run's model: id, predicted class, probabilities."""
+    from weightspace.runs import apply_run
+    from weightspace.zoo.store import ZooError
+
+    try:
+        table = apply_run(run_dir, networks, split=split)
+    except (ValueError, KeyError, ZooError) as e:
+        _fail(str(e).strip('"'))
+    if out is None:
+        print(table.to_csv(index=False), end="")
+        return
+    table.to_csv(out, index=False)
+    console.print(f"wrote {out}: predictions for {len(table)} networks")
 
 
 @app.command("edit")

@@ -11,13 +11,15 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    # one line whatever the terminal's width, and the message's brackets printed, not read as markup
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -72,6 +74,8 @@ def decompress_cmd(
     file: Annotated[Path, typer.Argument(help="a file written by `weightspace compress`")],
     out: Annotated[Path, typer.Option("--out", "-o", help="image / .wav / .npy to write (by the signal's kind)")],
     base: Annotated[Path | None, typer.Option(help="COIN++ files: the base network they name")] = None,
+    max_work: Annotated[float | None, typer.Option(help="decode files needing up to this many multiply-adds "
+                                                   "(default: max(2^34, 2^20 per byte of file))")] = None,
 ) -> None:
     """Decode a compressed file back to an image, audio clip, grid or volume."""
     from weightspace.compress.codec import decompress
@@ -80,7 +84,7 @@ def decompress_cmd(
     try:
         if not file.is_file():
             raise ValueError(f"{file}: no such file")
-        signal = decompress(file.read_bytes(), base=_load_base(base))
+        signal = decompress(file.read_bytes(), base=_load_base(base), max_work=max_work)
         write_signal(signal, out)
     except ValueError as e:
         _fail(f"{file}: {e}")

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import lightning.pytorch as L
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from weightspace.checkpoint import CHECKPOINT, METRICS, TrainState, json_state, write_metrics
 from weightspace.core.weights import Weights
 
 Transform = Callable[[Weights, torch.Generator], Weights]
@@ -113,13 +115,22 @@ def batch_loader(data: WeightBatches, batch_size: int, *, shuffle: bool, seed: i
 
 
 class _Module(L.LightningModule):
-    def __init__(self, model: nn.Module, task: Task, config: TrainConfig) -> None:
+    def __init__(self, model: nn.Module, task: Task, config: TrainConfig, *, run_dir: Path | None = None,
+                 rngs: dict[str, torch.Generator] | None = None, resume: TrainState | None = None) -> None:
         super().__init__()
         self.model, self.task, self.config = model, task, config
         self.best_value: float | None = None
         self.best_state: dict[str, Tensor] | None = None
         self.history: list[dict[str, float]] = []
         self.examples_seen = 0
+        # a run directory gets a checkpoint and metrics.csv after every epoch; ``rngs`` are the
+        # generators training draws from besides torch's global one (data order, augmentation)
+        self.run_dir, self.rngs, self.resume = run_dir, dict(rngs or {}), resume
+        self.start_epoch = 0
+        self._epoch_start, self._epoch_lr, self._batches = 0.0, float("nan"), 0
+        if resume is not None:
+            self.start_epoch = resume.epochs_done
+            self.best_value, self.best_state, self.history = resume.best_value, resume.best, list(resume.history)
         # Compiled for training steps only: evaluation stays eager, so neither its batch shapes
         # nor the train/eval switch trigger recompiles. Kept out of the module tree (``__dict__``)
         # so that parameters and state_dict are the model's own.
@@ -131,6 +142,7 @@ class _Module(L.LightningModule):
             self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True, batch_size=n, prog_bar=(stage != "test"))
         if stage == "train":
             self.examples_seen += n
+            self._batches += 1
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -158,10 +170,36 @@ class _Module(L.LightningModule):
             self.best_value = value
             self.best_state = copy.deepcopy(self.model.state_dict())
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start, self._batches = time.perf_counter(), 0
+        self._epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+
     def on_train_epoch_end(self) -> None:
-        row = {"epoch": float(self.current_epoch)}
+        # a resumed run trains the remaining epochs, so Lightning counts from 0 again
+        row = {"epoch": float(self.start_epoch + self.current_epoch)}
         row.update({k: float(v) for k, v in self.trainer.callback_metrics.items()})
+        row.update(lr=self._epoch_lr, seconds=time.perf_counter() - self._epoch_start)
         self.history.append(row)
+        if self.run_dir is not None and self.trainer.is_global_zero:
+            write_metrics(self.run_dir / METRICS, self.history)
+            # an epoch cut short (``max_minutes``) cannot be resumed exactly: keep the last whole one
+            if self._batches >= self.trainer.num_training_batches:
+                self._state().save(self.run_dir / CHECKPOINT)
+
+    def _state(self) -> TrainState:
+        """Everything needed to continue after this epoch. Lightning steps epoch-wise schedulers
+        before validation, so the scheduler state here is already the next epoch's."""
+        rng = {name: g.get_state() for name, g in self.rngs.items()}
+        rng["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        configs = self.trainer.lr_scheduler_configs
+        return TrainState(
+            epochs_done=len(self.history), best_value=self.best_value, model=self.model.state_dict(),
+            best=self.best_state, optimizer=self.trainer.optimizers[0].state_dict(),
+            scheduler=json_state(configs[0].scheduler.state_dict()) if configs else None, rng=rng,
+            history=self.history,
+        )
 
     def configure_optimizers(self):
         c = self.config
@@ -169,11 +207,12 @@ class _Module(L.LightningModule):
         opt = make(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay, amsgrad=c.amsgrad)
         if not c.warmup_steps:
             if c.schedule == "constant":
-                return opt
+                return self._restored(opt, None)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, c.epochs))
-            return {"optimizer": opt, "lr_scheduler": sched}
-        # warm-up is per optimiser step, the cosine per epoch: one step-wise factor holds both
-        per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, c.epochs))
+            return {"optimizer": opt, "lr_scheduler": self._restored(opt, sched)}
+        # warm-up is per optimiser step, the cosine per epoch: one step-wise factor holds both.
+        # (Steps per epoch from the epochs this trainer runs: fewer than c.epochs when resumed.)
+        per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs))
 
         def factor(step: int) -> float:
             warm = min(1.0, (step + 1) / c.warmup_steps)
@@ -182,7 +221,16 @@ class _Module(L.LightningModule):
             return warm * 0.5 * (1 + math.cos(math.pi * min(step // per_epoch, c.epochs) / max(1, c.epochs)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self._restored(opt, sched), "interval": "step"}}
+
+    def _restored(self, opt: torch.optim.Optimizer, sched):
+        """Load a resumed run's optimiser and scheduler state (after both are built: building
+        a scheduler resets the learning rate); returns ``sched``, or ``opt`` when there is none."""
+        if self.resume is not None:
+            opt.load_state_dict(self.resume.optimizer)
+            if sched is not None and self.resume.scheduler is not None:
+                sched.load_state_dict(dict(self.resume.scheduler))
+        return opt if sched is None else sched
 
 
 @dataclass
@@ -195,13 +243,13 @@ class TrainResult:
     epochs_run: int = 0  # fewer than asked when ``max_minutes`` stopped training
 
 
-def _trainer(config: TrainConfig, epochs: int) -> L.Trainer:
+def _trainer(config: TrainConfig, epochs: int, run_dir: Path | None = None) -> L.Trainer:
     return L.Trainer(
         max_epochs=epochs,
         max_time=None if config.max_minutes is None else timedelta(minutes=config.max_minutes),
         accelerator=config.accelerator,
         devices=config.devices,
-        logger=False,
+        logger=_tensorboard(run_dir),
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=config.progress,
@@ -211,6 +259,18 @@ def _trainer(config: TrainConfig, epochs: int) -> L.Trainer:
     )
 
 
+def _tensorboard(run_dir: Path | None):
+    """Lightning's TensorBoard logger writing to ``run_dir/tensorboard`` where the package is
+    installed; else no logger (metrics.csv is written either way)."""
+    import importlib.util
+
+    if run_dir is None or importlib.util.find_spec("tensorboard") is None:
+        return False
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(str(run_dir), name="tensorboard", version="")
+
+
 def _quiet() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -218,19 +278,44 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
 
 
-def fit(model: nn.Module, task: Task, train: WeightBatches, val: WeightBatches | None, config: TrainConfig) -> TrainResult:
-    """Train ``model`` on ``train``; keep the weights of the best epoch on ``val``."""
+def fit(model: nn.Module, task: Task, train: WeightBatches, val: WeightBatches | None, config: TrainConfig,
+        *, run_dir: Path | None = None, resume: bool = False) -> TrainResult:
+    """Train ``model`` on ``train``; keep the weights of the best epoch on ``val``.
+
+    With ``run_dir``, write ``metrics.csv`` and a training checkpoint there after every epoch;
+    ``resume`` continues from that checkpoint, restoring the model, optimiser, schedule, best
+    epoch and random generators, so that the run ends as an uninterrupted one would (on one
+    device)."""
     _quiet()
     L.seed_everything(config.seed, verbose=False)
-    module = _Module(model, task, config)
-    trainer = _trainer(config, config.epochs)
+    loader = batch_loader(train, config.batch_size, shuffle=True, seed=config.seed,
+                          drop_last=config.compile and len(train) > config.batch_size)
+    # the data order's generator (RandomSampler's) and the augmentation's (the dataset's)
+    # (a dataset without its own generator, e.g. NeRN's image batches, has no augmentation state)
+    rngs = {"sampler": loader.sampler.sampler.generator}
+    if getattr(train, "generator", None) is not None:
+        rngs["data"] = train.generator
+    state = None
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume needs the run directory")
+        state = TrainState.load(run_dir / CHECKPOINT)
+        model.load_state_dict(state.model)
+        for name, generator in rngs.items():
+            generator.set_state(state.rng[name])
+        torch.set_rng_state(state.rng["torch"])
+        cuda = [state.rng[f"cuda{i}"] for i in range(sum(k.startswith("cuda") for k in state.rng))]
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    module = _Module(model, task, config, run_dir=run_dir, rngs=rngs, resume=state)
     start = time.perf_counter()
-    trainer.fit(
-        module,
-        train_dataloaders=batch_loader(train, config.batch_size, shuffle=True, seed=config.seed,
-                                       drop_last=config.compile and len(train) > config.batch_size),
-        val_dataloaders=None if val is None else batch_loader(val, config.eval_batch_size, shuffle=False),
-    )
+    if config.epochs > module.start_epoch:
+        trainer = _trainer(config, config.epochs - module.start_epoch, run_dir)
+        trainer.fit(
+            module,
+            train_dataloaders=loader,
+            val_dataloaders=None if val is None else batch_loader(val, config.eval_batch_size, shuffle=False),
+        )
     seconds = time.perf_counter() - start
     if module.best_state is not None:
         model.load_state_dict(module.best_state)

@@ -18,7 +18,10 @@ def ray_local(monkeypatch):
     """A Ray instance on loopback only, no dashboard, no usage reporting; shut down after the test."""
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    from weightspace.zoo.backends import _loopback_node
+
+    with _loopback_node(ray):  # plain _node_ip_address="127.0.0.1" still listens on every interface
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, log_to_driver=False)
     try:
         yield ray
     finally:

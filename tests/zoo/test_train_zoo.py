@@ -81,7 +81,10 @@ def test_resume_refuses_another_recipe(tmp_path, digits) -> None:
 def test_ray_backend_equals_local(tmp_path, zoo: Zoo, digits, monkeypatch) -> None:
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    from weightspace.zoo.backends import _loopback_node
+
+    with _loopback_node(ray):  # loopback only (plain _node_ip_address is not enough)
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, log_to_driver=False)
     try:
         remote = build_classifier_zoo(digits, tmp_path / "ray", RECIPE, **KW, backend=RayBackend(max_in_flight=2))
     finally:

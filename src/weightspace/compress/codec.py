@@ -30,6 +30,7 @@ import torch
 from weightspace.compress import basefile, coin, coinpp, pyramid
 from weightspace.compress.format import CodecError, pack, unpack
 from weightspace.compress.signal import Signal
+from weightspace.compress.work import DecodeWorkError, check_work
 
 COIN_BPP_LADDER: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 COINPP_STEPS: tuple[float, ...] = (4.0, 2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.125, 0.09, 0.0625, 0.03, 0.015)
@@ -167,14 +168,32 @@ def _compress_pyramid(
     return Compressed(**{**best.__dict__, "reached": bool(ok)})
 
 
-def decompress(data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | None = None) -> Signal:
-    """The signal in a compressed file; `CodecError` (a ValueError) for anything unreadable."""
+def decode_work(data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | None = None) -> int:
+    """Multiply-adds that decoding ``data`` takes (`compress.work`), from its header alone."""
+    method, header, _ = unpack(data)
+    return _DECODE_WORK[method](header, base)[0]
+
+
+def decompress(
+    data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | None = None, max_work: float | None = None
+) -> Signal:
+    """The signal in a compressed file; `CodecError` (a ValueError) for anything unreadable.
+
+    Before decoding, the work the header asks for (multiply-adds, `compress.work`) is checked
+    against ``max_work``, by default ``max(2^34, 2^20 * len(data))``: a file over it raises
+    `DecodeWorkError` (a `CodecError`) naming both numbers, without decoding anything.
+    """
     method, header, payload = unpack(data)
+    need, what = _DECODE_WORK[method](header, base)
+    check_work(need, len(data), max_work, what)
     if method == "coin":
         return coin.decode(header, payload)
     if method == "coin++pyramid":
         return pyramid.decode(header, payload, base)
     return coinpp.decode(header, payload, base)
+
+
+_DECODE_WORK = {"coin": coin.decode_work, "coin++": coinpp.decode_work, "coin++pyramid": pyramid.decode_work}
 
 
 def load_base(path) -> coinpp.CoinppBase | pyramid.PyramidBase:
@@ -189,4 +208,17 @@ def inspect(data: bytes) -> dict:
     return {"method": method, "payload_bytes": len(payload), **header}
 
 
-__all__ = ["COINPP_STEPS", "COIN_BPP_LADDER", "LAMBDA_RANGE", "CodecError", "Compressed", "compress", "decompress", "inspect", "load_base", "psnr"]
+__all__ = [
+    "COINPP_STEPS",
+    "COIN_BPP_LADDER",
+    "LAMBDA_RANGE",
+    "CodecError",
+    "Compressed",
+    "DecodeWorkError",
+    "compress",
+    "decode_work",
+    "decompress",
+    "inspect",
+    "load_base",
+    "psnr",
+]

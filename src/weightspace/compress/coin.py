@@ -34,6 +34,7 @@ from weightspace.compress.quantize import (
     unpack_bits,
 )
 from weightspace.compress.signal import Signal, check_layout
+from weightspace.compress.work import mlp_macs
 from weightspace.core.functional import forward
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -163,8 +164,8 @@ def encode(signal: Signal, hidden: tuple[int, ...], config: CoinConfig = CoinCon
     return header, payload, render(deq, signal.grid)
 
 
-def decode(header: dict[str, Any], payload: bytes) -> Signal:
-    """The signal of a COIN file's header and payload; `CodecError` if they disagree."""
+def _parse(header: dict[str, Any]) -> tuple[str, tuple[int, ...], dict[str, float], NetworkSpec, int]:
+    """``(kind, shape, meta, spec, bits)`` of a COIN header; `CodecError` for anything out of bounds."""
     kind, shape, meta = check_layout(header.get("kind"), header.get("shape"), header.get("meta"))
     hidden, omega, bits = header.get("hidden"), header.get("omega"), header.get("bits")
     if (
@@ -178,6 +179,23 @@ def decode(header: dict[str, Any], payload: bytes) -> Signal:
     if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 16:
         raise CodecError(f"COIN header: bits must be an integer in [1, 16], got {bits!r}")
     spec = NetworkSpec.siren(len(shape) - 1, tuple(hidden), shape[-1], omega=float(omega))
+    return kind, shape, meta, spec, bits
+
+
+def decode_work(header: dict[str, Any], base: Any = None) -> tuple[int, str]:
+    """Multiply-adds to decode a COIN file (`compress.work`), and what they are: every point of
+    the grid through the SIREN, ``P * sum(n_in * n_out)`` over its layers. The header is checked
+    as `decode` checks it; ``base`` is unused (COIN files carry their network)."""
+    _, shape, _, spec, bits = _parse(header)
+    points = math.prod(shape[:-1])
+    per_point = mlp_macs([spec.layers[0].in_features, *(layer.out_features for layer in spec.layers)])
+    hidden = [layer.out_features for layer in spec.layers[:-1]]
+    return points * per_point, f"{points} points x {per_point} per point, SIREN hidden {hidden}, {bits}-bit weights"
+
+
+def decode(header: dict[str, Any], payload: bytes) -> Signal:
+    """The signal of a COIN file's header and payload; `CodecError` if they disagree."""
+    kind, shape, meta, spec, bits = _parse(header)
     shapes = [s for layer in spec.layers for s in (layer.weight_shape, (layer.out_features,))]
     counts = [math.prod(s) for s in shapes]
     head = _PAIR.size * len(shapes)
@@ -199,4 +217,4 @@ def decode(header: dict[str, Any], payload: bytes) -> Signal:
     return Signal(values.contiguous(), kind, meta)
 
 
-__all__ = ["CoinConfig", "coin_architecture", "decode", "encode", "finetune_quantized", "fit", "num_params", "render"]
+__all__ = ["CoinConfig", "coin_architecture", "decode", "decode_work", "encode", "finetune_quantized", "fit", "num_params", "render"]

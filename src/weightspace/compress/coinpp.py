@@ -33,6 +33,7 @@ from torch import Tensor
 from weightspace.compress import basefile
 from weightspace.compress.format import CodecError
 from weightspace.compress.signal import KIND_AXES, Signal, from_patches, patch_grid, to_patches
+from weightspace.compress.work import mlp_macs
 from weightspace.inr.meta import MetaConfig, meta_train, reconstruct
 from weightspace.inr.meta import encode as encode_latents
 from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig
@@ -194,10 +195,10 @@ def encode_latents_to_file(
     return header, payload, _render(base, dequantize_latents(k, base, step), signal.grid)
 
 
-def decode(header: dict[str, Any], payload: bytes, base: CoinppBase | None) -> Signal:
-    """The signal of a COIN++ file's header and payload, with the base it names."""
-    import constriction
-
+def _parse(
+    header: dict[str, Any], base: CoinppBase | None
+) -> tuple[str, tuple[int, ...], dict[str, float], float, int]:
+    """``(kind, shape, meta, step, latent entries)`` of a COIN++ patch file's header, checked against ``base``."""
     kind, shape, meta = basefile.check_header(header, base, CoinppBase, "patch")
     step = header.get("step")
     if not isinstance(step, (int, float)) or isinstance(step, bool) or not MIN_STEP <= step <= MAX_STEP:
@@ -205,6 +206,26 @@ def decode(header: dict[str, Any], payload: bytes, base: CoinppBase | None) -> S
     n = math.prod(patch_grid(shape[:-1], base.patch)) * base.model.latent_dim
     if n > MAX_SYMBOLS:
         raise CodecError(f"COIN++ header: {n} latent entries exceed the bound {MAX_SYMBOLS}")
+    return kind, shape, meta, float(step), n
+
+
+def decode_work(header: dict[str, Any], base: CoinppBase | None) -> tuple[int, str]:
+    """Multiply-adds to decode a COIN++ patch file (`compress.work`), and what they are: each of
+    the ``N`` patches (edges padded) maps its latent to shifts (``d * sum(hidden)``), then every
+    point of every patch goes through the base SIREN (``sum(n_in * n_out)`` over its layers)."""
+    _, shape, _, _, _ = _parse(header, base)
+    c = base.model.config
+    patches, points = math.prod(patch_grid(shape[:-1], base.patch)), math.prod(base.patch)
+    per_point = mlp_macs([c.in_features, *c.hidden, c.out_features])
+    work = patches * (points * per_point + c.latent_dim * sum(c.hidden))
+    return work, f"{patches} patches x {points} points x {per_point} per point, base hidden {list(c.hidden)}"
+
+
+def decode(header: dict[str, Any], payload: bytes, base: CoinppBase | None) -> Signal:
+    """The signal of a COIN++ file's header and payload, with the base it names."""
+    import constriction
+
+    kind, shape, meta, step, n = _parse(header, base)
     words = basefile.coded_words(payload)
     model, mu, sd = _entropy_model(float(step), n)
     with basefile.stream_errors():
@@ -219,6 +240,7 @@ __all__ = [
     "CLIP_STDS",
     "CoinppBase",
     "decode",
+    "decode_work",
     "dequantize_latents",
     "encode_latents_to_file",
     "latents_of",

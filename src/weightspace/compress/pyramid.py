@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from weightspace.compress import basefile
 from weightspace.compress.format import CodecError
 from weightspace.compress.signal import KIND_AXES, Signal
+from weightspace.compress.work import mlp_macs
 
 MAX_LEVEL_VALUE = 4096  # |latent| bound: the decoder's symbol alphabet is [-MAX, MAX]
 MAX_SYMBOLS = 1 << 23  # latent entries a file may hold (bounds the decoder's allocation)
@@ -419,14 +420,48 @@ def encode(signal: Signal, base: PyramidBase, latents: Sequence[Tensor]) -> tupl
     return header, payload, values.clamp(0, 1).contiguous()
 
 
-def decode(header: dict[str, Any], payload: bytes, base: Any) -> Signal:
-    """The signal of a latent-pyramid file's header and payload, with the base it names."""
-    import constriction
+_TAPS = {1: 2, 2: 16, 3: 8}  # interpolation taps per output value: linear, bicubic, trilinear
 
+
+def _parse(
+    header: dict[str, Any], base: Any
+) -> tuple[str, tuple[int, ...], dict[str, float], list[tuple[int, ...]]]:
+    """``(kind, shape, meta, latent level shapes)`` of a latent-pyramid header, checked against ``base``."""
     kind, shape, meta = basefile.check_header(header, base, PyramidBase, "latent-pyramid")
     shapes = level_shapes(shape[:-1], base.config.levels)
     if sum(math.prod(s) for s in shapes) > MAX_SYMBOLS:
         raise CodecError(f"COIN++ header: the latents of shape {list(shape)} exceed the bound of {MAX_SYMBOLS} entries")
+    return kind, shape, meta, shapes
+
+
+def decode_work(header: dict[str, Any], base: Any) -> tuple[int, str]:
+    """Multiply-adds to decode a latent-pyramid file (`compress.work`), and what they are.
+
+    Synthesis, per point of the grid: ``levels - 1`` upsampled levels (`_TAPS` each), the
+    pointwise MLP ``levels -> hidden -> hidden``, then the two 3-wide convolutions
+    ``hidden -> conv -> C`` (``3^d`` taps). Entropy model, per latent entry: twice (before and
+    after its level's anchors) the context network on the upsampled coarser level
+    ``2 -> context -> 1`` (``3^d`` taps each; none on the coarsest level), once the anchors'
+    neighbour term ``2 * 3^d``."""
+    _, shape, _, shapes = _parse(header, base)
+    c, taps, k = base.config, _TAPS[base.config.axes], 3**base.config.axes
+    points = math.prod(shape[:-1])
+    per_point = (
+        (c.levels - 1) * taps + mlp_macs([c.levels, c.hidden, c.hidden]) + k * mlp_macs([c.hidden, c.conv, c.channels])
+    )
+    entropy = 0
+    for lv, s in enumerate(shapes):
+        context = taps + k * mlp_macs([2, c.context, 1]) if lv + 1 < len(shapes) else 0
+        entropy += math.prod(s) * (2 * context + 2 * k)
+    what = f"{points} points x {per_point} per point, plus {entropy} for the entropy model"
+    return points * per_point + entropy, what
+
+
+def decode(header: dict[str, Any], payload: bytes, base: Any) -> Signal:
+    """The signal of a latent-pyramid file's header and payload, with the base it names."""
+    import constriction
+
+    kind, shape, meta, shapes = _parse(header, base)
     words = basefile.coded_words(payload)
     model = _laplace_model()
     latents: list[Tensor] = [torch.empty(0)] * len(shapes)
@@ -456,6 +491,7 @@ __all__ = [
     "TrainConfig",
     "anchor_mask",
     "decode",
+    "decode_work",
     "encode",
     "fit_latents",
     "fit_latents_many",

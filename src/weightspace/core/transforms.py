@@ -68,6 +68,11 @@ class Standardize:
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> Standardize:
+        """Inverse of `to_dict` (exact: JSON keeps every float)."""
+        return cls(tuple(float(m) for m in data["mean"]), tuple(float(s) for s in data["std"]))
+
 
 @dataclass(frozen=True)
 class RandomSymmetry:

@@ -98,7 +98,13 @@ class _Map(nn.Module):
         # one matmul over the concatenated blocks, as the reference's single conv does
         x = torch.cat([feats[k] for k in self.w], dim=1)
         weight = torch.cat(list(self.w.values()), dim=1)
-        return (x.movedim(1, -1) @ weight.T + self.bias).movedim(-1, 1)
+        # channel mixing as the reference runs it (1x1 convolutions over the positions): a
+        # channels-last matmul instead ran at ~0.6x the reference's speed at 512 channels
+        if x.dim() == 4:
+            return nn.functional.conv2d(x, weight[:, :, None, None], self.bias)
+        if x.dim() == 3:
+            return nn.functional.conv1d(x, weight[:, :, None], self.bias)
+        return nn.functional.linear(x, weight, self.bias)
 
 
 def _init(*maps: _Map) -> None:

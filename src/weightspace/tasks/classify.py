@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +42,8 @@ class ClassifyResult:
     epochs_run: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     model: nn.Module | None = None
+    test_loss: float = float("nan")
+    run_dir: Path | None = None  # where the run was written (``out``)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -92,18 +95,39 @@ def classify_zoo(
     target: str = "label",
     augment: Transform | None = None,
     mixup: float | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    record: dict[str, Any] | None = None,
 ) -> ClassifyResult:
     """Train registry model ``model_name`` on the zoo's train split to predict column
-    ``target``; pick the epoch by val accuracy; report test accuracy."""
+    ``target``; pick the epoch by val accuracy; report test accuracy.
+
+    ``out``: a run directory to write (see `weightspace.runs`): the best model with what
+    rebuilds it, metrics.csv, run.json, and a checkpoint each epoch that ``resume`` continues
+    from; an existing non-empty directory needs ``resume`` or ``overwrite``. ``record``: extra
+    run.json fields (the CLI's command line and augmentation text)."""
+    from weightspace import runs
+
+    # checked before anything is loaded or trained
+    run_dir = None if out is None else runs.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if resume and run_dir is None:
+        raise ValueError("resume needs a run directory (out)")
     if model_info(model_name).output != "invariant":
         raise ValueError(f"model {model_name!r} is equivariant; classification needs an invariant model")
     if target not in zoo.table.columns:
         raise KeyError(f"{zoo.path}: no column {target!r}; columns: {list(zoo.table.columns)}")
+    from weightspace.zoo.verify import label_problem
+
+    # before anything is loaded: a label of 10**9 would size a 10**9-way output layer
+    problem = label_problem(zoo.table[target], target, zoo.table["id"].to_numpy())
+    if problem:
+        raise ValueError(f"{zoo.path}: {problem}")
     splits = {}
     for name in ("train", "val", "test"):
         w, table = zoo.load(name)
         splits[name] = (w, torch.as_tensor(table[target].to_numpy().copy(), dtype=torch.long))
-    num_classes = int(zoo.table[target].max()) + 1
+    num_classes = int(zoo.table[target].astype(int).max()) + 1  # labels checked above: integers in [0, 10**5)
     torch.manual_seed(config.seed)  # model initialisation
     model = create_model(model_name, zoo.spec, out_features=num_classes, **(model_config or {}))
     # Models that run the networks (probes) need the raw weights; the others learn better
@@ -114,8 +138,21 @@ def classify_zoo(
     if mixup:
         data["train"].batch_transform = AlignedMixup(num_classes, alpha=mixup)
     task = Classification()
-    result = fit(model, task, data["train"], data["val"], config)
+    if run_dir is not None:
+        from weightspace.models.registry import resolve
+
+        arch, options, _ = resolve(model_name, **(model_config or {}))
+        meta = runs.RunMetadata(model_name, arch, options, zoo.spec, num_classes, target, num_classes,
+                                norm if isinstance(norm, Standardize) else None, runs.library_version())
+        rec = runs.RunRecord(str(zoo.path), model_name, options, target, config.seed, asdict(config),
+                             None if augment is None else repr(augment), mixup).to_dict()
+        rec = runs.start_run(run_dir, {**rec, **(record or {})}, resume=resume)
+    result = fit(model, task, data["train"], data["val"], config, run_dir=run_dir, resume=resume)
     test = evaluate(result.model, task, data["test"], config)
+    if run_dir is not None:
+        runs.finish_run(run_dir, rec, result.model, meta, {
+            "test": test, "best_val": result.best_value, "epochs_run": result.epochs_run,
+            "train_seconds": result.seconds}, complete=result.epochs_run >= config.epochs)
     return ClassifyResult(
         model_name,
         test_acc=test["acc"],
@@ -126,4 +163,6 @@ def classify_zoo(
         epochs_run=result.epochs_run,
         history=result.history,
         model=result.model,
+        test_loss=test.get("loss", float("nan")),
+        run_dir=run_dir,
     )

@@ -13,9 +13,12 @@ intra-op thread count: a Ray task sets ``torch.set_num_threads(num_cpus_per_task
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -103,6 +106,54 @@ def _require_ray() -> Any:
     return ray
 
 
+# Ray's "cluster mode" switch: on (its Linux default), ray.init swaps a loopback node address
+# for the machine's primary address (services.resolve_ip_for_localhost); off, it keeps it.
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_LOOPBACK = "127.0.0.1"
+
+
+def _is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1, an IPv4-mapped loopback (::ffff:127.x.y.z) and "localhost"."""
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
+
+
+@contextmanager
+def _loopback_node(ray: Any) -> Iterator[None]:
+    """While starting a local instance, keep Ray's node address on loopback.
+
+    Ray's GCS, raylet (node manager and object manager), core workers (the driver's too)
+    and agents bind to loopback only when the node address *is* loopback, and to every
+    interface (``::``) otherwise. ``ray.init(_node_ip_address="127.0.0.1")`` alone is not
+    enough on Linux: Ray replaces a loopback address by the machine's own unless its
+    cluster mode is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's default on
+    Windows/macOS). That switch is read when ``ray`` is imported, so the already-imported
+    constant is patched too; the environment variable is what the processes Ray spawns
+    inherit. Both are restored afterwards (the node, once started, keeps its address).
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    patch = constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER")
+    old_env, old_const = os.environ.get(_RAY_CLUSTER_ENV), getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[_RAY_CLUSTER_ENV] = "0"
+    if patch:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if patch:
+            constants.ENABLE_RAY_CLUSTER = old_const
+        if old_env is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = old_env
+
+
 def _fit_shard_task(job: Any, task: Any, threads: int, work: Callable[[Any, Any], Any] = fit_shard) -> Any:
     # Ray sets OMP_NUM_THREADS for a task, but a reused worker may have run torch already
     torch.set_num_threads(threads)
@@ -113,10 +164,13 @@ class RayBackend:
     """Shards as Ray tasks, on a local Ray instance or the cluster at ``address``.
 
     If Ray is already initialised (e.g. by the caller), that instance is used and left
-    running. Otherwise ``address=None`` starts a local instance bound to 127.0.0.1, with
-    no dashboard and no usage-stats reporting (``RAY_USAGE_STATS_ENABLED`` is set to 0
-    unless already set), and shuts it down afterwards; an address connects to a cluster
-    whose nodes must have weightspace installed. At most ``max_in_flight`` shards are
+    running. Otherwise ``address=None`` starts a local instance whose processes (GCS,
+    raylet, object manager, workers, agents, the driver's own server) listen on
+    127.0.0.1 only (see `_loopback_node`; checked with Ray 2.60 by
+    tests/zoo/test_ray_loopback.py, and warned about at start if this Ray put the node
+    elsewhere), with no dashboard and no usage-stats reporting (``RAY_USAGE_STATS_ENABLED``
+    is set to 0 unless already set), and shuts it down afterwards; an address connects to
+    a cluster whose nodes must have weightspace installed. At most ``max_in_flight`` shards are
     submitted at once (default: twice the cluster's CPUs), so the driver never holds
     every shard's targets in the object store.
     """
@@ -144,8 +198,19 @@ class RayBackend:
             return False
         if self.address is None:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            kwargs = {"_node_ip_address": "127.0.0.1", "include_dashboard": False, **self.init_kwargs}
-            ray.init(**kwargs)
+            kwargs = {"_node_ip_address": _LOOPBACK, "include_dashboard": False, **self.init_kwargs}
+            loopback = _is_loopback(str(kwargs["_node_ip_address"]))  # unless init_kwargs chose an address
+            with _loopback_node(ray) if loopback else nullcontext():
+                ray.init(**kwargs)
+            node_ip = ray.util.get_node_ip_address()
+            if loopback and not _is_loopback(node_ip):
+                # a Ray whose address resolution we could not steer: say so, don't hide it
+                warnings.warn(
+                    f"Ray {getattr(ray, '__version__', '?')} started its node on {node_ip}, not loopback:"
+                    " its processes may listen on every network interface",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         else:
             ray.init(address=self.address, **self.init_kwargs)
         return True

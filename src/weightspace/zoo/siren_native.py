@@ -7,9 +7,22 @@ per thread; the compiled PyTorch step (`weightspace.zoo.siren_grad`) instead str
 measured difference is in BENCHMARKS.md (fit_inrs).
 
 The C file is compiled once per machine with the system's C compiler (``$CC``, else ``cc``)
-at ``-O3 -march=native`` into ``$WEIGHTSPACE_CACHE_DIR`` (default ``~/.cache/weightspace``),
-under a name that hashes the source, the flags, the compiler's version and the CPU's feature
-flags, so a shared home directory on unlike machines gets one build per kind of CPU. It is
+at ``-O3 -march=native`` into ``$WEIGHTSPACE_CACHE_DIR/native`` (default
+``~/.cache/weightspace/native``), under a name that hashes the source, the flags, the
+compiler's version and the CPU's feature flags, so a shared home directory on unlike machines
+gets one build per kind of CPU.
+
+Loading a shared library runs its code, and that name is public (anyone can compute it), so
+the cache is trusted only as far as its permissions say (`_untrusted`): missing directories are
+created with mode 0700; a cached library is loaded only if both the ``native`` directory and
+the file are owned by this user and writable by neither group nor others, and the file is a
+regular file (not a symlink). The checks are made on open descriptors and the library is
+loaded through ``/proc/self/fd`` where it exists, so what was checked is what runs. An
+untrusted directory is not used at all: the kernel is built into a private temporary
+directory (mode 0700, removed once loaded); an untrusted file in a trusted directory is
+rebuilt over it. Either way a one-line warning says why. Builds are written atomically
+(a temporary file beside the target, then a rename), so concurrent processes (Ray workers)
+never load a half-written file. The library is then
 loaded with ctypes (which releases the GIL during the call); ``torch.get_num_threads()``
 OpenMP threads each run a contiguous share of the networks, one network at a time (a compiler
 without OpenMP gives a one-thread kernel). Without a compiler, on other
@@ -24,6 +37,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -57,31 +71,135 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
 
 
-def _build(cc: str) -> Path:
+def _cache_dir() -> Path:
+    """Where built kernels are kept: ``$WEIGHTSPACE_CACHE_DIR/native``."""
+    return Path(os.environ.get("WEIGHTSPACE_CACHE_DIR", Path.home() / ".cache" / "weightspace")) / "native"
+
+
+def _library_name(cc: str) -> str:
+    """The cached library's file name: a hash of everything the build depends on (all public)."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256(b"\0".join([_SOURCE.read_bytes(), " ".join([*_FLAGS, _OPENMP]).encode(), version.encode(),
                                      _cpu_flags().encode(), platform.machine().encode()])).hexdigest()[:20]
-    cache = Path(os.environ.get("WEIGHTSPACE_CACHE_DIR", Path.home() / ".cache" / "weightspace")) / "native"
-    target = cache / f"siren_kernel-{key}.so"
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    # build beside the target and rename: concurrent processes (Ray workers) never load a half-written file
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-    os.close(fd)
+    return f"siren_kernel-{key}.so"
+
+
+def _compile(cc: str, out: str) -> None:
+    """Compile the kernel into the file ``out`` (with OpenMP if the compiler has it)."""
+    for extra in ([_OPENMP], []):
+        done = subprocess.run([cc, *_FLAGS, *extra, "-o", out, str(_SOURCE), "-lm"], capture_output=True, text=True,
+                              check=False)
+        if done.returncode == 0:
+            return
+    raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-2000:]}")
+
+
+def _untrusted(st: os.stat_result, what: str) -> str | None:
+    """Why a file or directory with status ``st`` must not be trusted with code, or None.
+
+    Trusted: owned by this (effective) user and writable by neither group nor others; anyone
+    else who can write it can replace the library with their own. Platforms without POSIX
+    owners (no ``os.geteuid``) trust everything, as before.
+    """
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    if uid is None:
+        return None
+    if st.st_uid != uid:
+        return f"{what} is owned by uid {st.st_uid}, not by this user (uid {uid})"
+    if st.st_mode & 0o022:
+        who = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if st.st_mode & bit)
+        return f"{what} is writable by {who} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700; existing ones are left as they are."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # a concurrent process made it first: checked like any other
+            pass
+
+
+_held_fds: list[int] = []  # descriptors of libraries loaded through /proc/self/fd, open for good
+
+
+def _dlopen(fd: int, path: Path) -> ctypes.CDLL:
+    """Load the library open at ``fd``: through /proc/self/fd, the very file checked, where Linux has it.
+
+    The loader remembers a library by the name it was opened with and hands the same handle
+    back for that name, so the descriptor behind the name is duplicated and never closed: its
+    number, and with it the name, can then never come to mean another file.
+    """
+    if not os.path.isdir("/proc/self/fd"):
+        return ctypes.CDLL(str(path))
+    held = os.dup(fd)
     try:
-        for extra in ([_OPENMP], []):
-            done = subprocess.run([cc, *_FLAGS, *extra, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, text=True,
-                                  check=False)
-            if done.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-2000:]}")
-        os.replace(tmp, target)
+        lib = ctypes.CDLL(f"/proc/self/fd/{held}")
+    except BaseException:
+        os.close(held)
+        raise
+    _held_fds.append(held)
+    return lib
+
+
+def _build_into(cc: str, directory: Path, name: str) -> ctypes.CDLL:
+    """Build beside ``directory / name`` then rename onto it (atomic); load the bytes just built."""
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+    os.close(fd)  # the compiler writes the file by name
+    try:
+        _compile(cc, tmp)
+        os.chmod(tmp, 0o755)  # not the umask's choice: a group-writable build would be refused next time
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            os.replace(tmp, directory / name)
+            return _dlopen(fd, directory / name)
+        finally:
+            os.close(fd)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return target
+
+
+def _load(cc: str) -> ctypes.CDLL:
+    """Load the cached kernel if the cache may be trusted, else build it again (see the module doc)."""
+    name, cache = _library_name(cc), _cache_dir()
+    _make_private_dirs(cache)
+    dir_fd = os.open(cache, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        why = _untrusted(os.fstat(dir_fd), f"cache directory {cache}")
+        if why is not None:
+            warnings.warn(f"not using the native-kernel cache: {why}; building in a private temporary directory",
+                          stacklevel=4)
+            private = tempfile.mkdtemp(prefix="weightspace-native-")  # mode 0700, this user's
+            try:
+                return _build_into(cc, Path(private), name)
+            finally:
+                shutil.rmtree(private, ignore_errors=True)  # loaded already: the mapping outlives the file
+        try:  # O_NOFOLLOW: a symlink fails here (ELOOP) instead of leading elsewhere
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
+        except FileNotFoundError:
+            return _build_into(cc, cache, name)
+        except OSError as e:
+            why = f"cached library {cache / name} cannot be opened safely ({e.strerror})"
+        else:
+            try:
+                st = os.fstat(fd)
+                why = _untrusted(st, f"cached library {cache / name}")
+                if why is None and not stat.S_ISREG(st.st_mode):
+                    why = f"cached library {cache / name} is not a regular file"
+                if why is None:
+                    return _dlopen(fd, cache / name)
+            finally:
+                os.close(fd)
+        warnings.warn(f"not loading the cached native kernel: {why}; rebuilding it", stacklevel=4)
+        return _build_into(cc, cache, name)
+    finally:
+        os.close(dir_fd)
 
 
 def _library() -> ctypes.CDLL | None:
@@ -93,7 +211,7 @@ def _library() -> ctypes.CDLL | None:
                     cc = _compiler()
                     if cc is None:
                         raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
-                    lib = ctypes.CDLL(str(_build(cc)))
+                    lib = _load(cc)
                     lib.siren_mse_grad.restype = ctypes.c_int
                     lib.siren_mse_grad.argtypes = [ctypes.c_int] * 8 + [ctypes.c_void_p] * 10
                     lib.siren_has_openmp.restype = ctypes.c_int

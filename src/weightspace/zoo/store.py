@@ -2,25 +2,29 @@
 
 ::
 
-    zoo.json                   format, version, NetworkSpec, provenance, shard size, schema
-    shards/NNNNN.safetensors   per parameter one tensor stacked over the shard's networks:
+    zoo.json                   format, version, NetworkSpec, provenance, shard size, schema;
+                               "shards": per shard its index, ids [first, stop) and sha256
+    shards/NNNNN.safetensors   per parameter one F32 tensor stacked over the shard's networks:
                                "layers.{i}.weight" [n, out, in, *kernel], "layers.{i}.bias" [n, out];
-                               metadata "rows" holds the shard's table rows as JSON
+                               metadata "rows" holds the shard's table rows as JSON, "shard" its
+                               index, "ids" its id range, "sha256" its content hash
     table.parquet              one row per network: id, shard, row, split, targets, seeds ...
 
 Network ``id`` is ``shard * shard_size + row``, so a network's id follows from the work
 order, not from when it was written. Writing a shard is atomic (temporary file, fsync,
-rename); the table is rewritten atomically after each shard. A killed writer therefore
-leaves whole shards, and a shard written just before the table is recovered from its
-own metadata on resume. Reading memory-maps the shards (no unpickling, no copy until
-a batch is gathered).
+rename); the table and zoo.json are rewritten atomically after each shard. A killed
+writer therefore leaves whole shards, and a shard written just before the table is
+recovered from its own metadata on resume. Reading memory-maps the shards (no
+unpickling, no copy until a batch is gathered). Opening and resuming verify the zoo
+first (`weightspace.zoo.verify`; hashes were added within format version 1: older zoos
+open, with a warning that their contents cannot be verified).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +55,11 @@ class ZooError(ValueError):
         self.path, self.problem = Path(path), problem
 
 
+class ZooWarning(UserWarning):
+    """A zoo that opens, but not fully verified (no content hashes), or a resumed writer
+    that set a damaged shard aside to write it again."""
+
+
 # ---------------------------------------------------------------------- low-level I/O
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -75,40 +84,11 @@ def shard_name(index: int) -> str:
 
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
-    """Parse and validate a safetensors header: (entries, data start offset).
+    """Parse and validate a safetensors header: (entries, data start offset); see
+    `weightspace.zoo.shard_check.read_safetensors_header`."""
+    from weightspace.zoo.shard_check import read_safetensors_header as read
 
-    Every length and offset is checked against the file size before anything is mapped.
-    """
-    size = path.stat().st_size
-    if size < 8:
-        raise ZooError(path, f"truncated: {size} bytes, too short for a safetensors header")
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        if n > min(_MAX_HEADER, size - 8):
-            raise ZooError(path, f"not a safetensors file or truncated: header claims {n} bytes, file has {size}")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ZooError(path, f"damaged safetensors header ({e})") from None
-    if not isinstance(header, dict):
-        raise ZooError(path, "damaged safetensors header (not a JSON object)")
-    start, end = 8 + n, 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype = _DTYPES[entry["dtype"]]
-            begin, stop = (int(v) for v in entry["data_offsets"])
-            count = int(np.prod(entry["shape"], dtype=np.int64))
-        except (KeyError, TypeError, ValueError):
-            raise ZooError(path, f"damaged header entry {name!r}: {entry!r}") from None
-        if stop - begin != count * np.dtype(dtype).itemsize or begin < 0:
-            raise ZooError(path, f"tensor {name!r}: offsets {begin}..{stop} do not match shape {entry['shape']}")
-        end = max(end, stop)
-    if start + end != size:
-        raise ZooError(path, f"truncated or padded: data should end at byte {start + end}, file has {size} bytes")
-    return header, start
+    return read(path)
 
 
 @dataclass
@@ -118,33 +98,13 @@ class _Shard:
     rows: list[dict[str, Any]]
 
 
-def _open_shard(path: Path, spec: NetworkSpec | None = None) -> _Shard:
-    if not path.exists():
-        raise ZooError(path, "shard file is missing")
-    header, start = read_safetensors_header(path)
-    meta = header.get("__metadata__") or {}
-    if meta.get("format") != FORMAT_NAME:
-        raise ZooError(path, "not a weightspace zoo shard (no 'format' metadata)")
+def _map_shard(path: Path, header: dict[str, Any], start: int, rows: list[dict[str, Any]]) -> _Shard:
+    """Memory-map a shard whose header `weightspace.zoo.shard_check.check_shard` has checked."""
     arrays = {}
     for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin = int(entry["data_offsets"][0])
-        shape = tuple(entry["shape"])
-        arrays[name] = np.memmap(path, dtype=_DTYPES[entry["dtype"]], mode="r", offset=start + begin, shape=shape)
-    try:
-        rows = json.loads(meta.get("rows", "[]"))
-    except json.JSONDecodeError:
-        raise ZooError(path, "damaged 'rows' metadata") from None
-    if spec is not None:
-        for i, layer in enumerate(spec.layers):
-            for key, shape in ((f"layers.{i}.weight", layer.weight_shape), (f"layers.{i}.bias", (layer.out_features,))):
-                if key == f"layers.{i}.bias" and not layer.bias:
-                    continue
-                if key not in arrays:
-                    raise ZooError(path, f"missing tensor {key!r}")
-                if tuple(arrays[key].shape[1:]) != shape or arrays[key].shape[0] != len(rows):
-                    raise ZooError(path, f"tensor {key!r} has shape {tuple(arrays[key].shape)}, expected [{len(rows)}, *{shape}]")
+        if name != "__metadata__":
+            begin, shape = entry["data_offsets"][0], tuple(entry["shape"])
+            arrays[name] = np.memmap(path, dtype=_DTYPES[entry["dtype"]], mode="r", offset=start + begin, shape=shape)
     return _Shard(path, arrays, rows)
 
 
@@ -153,17 +113,24 @@ def _read_zoo_json(path: Path) -> dict[str, Any]:
     if not file.exists():
         raise ZooError(file, "not a zoo directory (zoo.json is missing)")
     try:
-        meta = json.loads(file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ZooError(file, f"damaged zoo.json ({e})") from None
+        meta = json.loads(file.read_bytes())
+    except OSError as e:
+        raise ZooError(file, f"cannot be read ({e.strerror or e})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested too deep
+        raise ZooError(file, f"damaged zoo.json ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ZooError(file, f"not a weightspace zoo (format is {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("version", 0) > FORMAT_VERSION:
-        raise ZooError(file, f"zoo format version {meta['version']} is newer than this library's {FORMAT_VERSION}")
+    version, size = meta.get("version"), meta.get("shard_size")
+    if type(version) is not int or version < 1:
+        raise ZooError(file, f"zoo format version is {version!r}, not a positive integer")
+    if version > FORMAT_VERSION:
+        raise ZooError(file, f"zoo format version {version} is newer than this library's {FORMAT_VERSION}")
+    if type(size) is not int or size < 1:
+        raise ZooError(file, f"shard_size is {size!r}, not a positive integer")
     try:
         meta["spec"] = NetworkSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ZooError(file, f"invalid spec ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ZooError(file, f"invalid spec ({type(e).__name__}: {str(e)[:120]})") from None
     return meta
 
 
@@ -173,7 +140,8 @@ def _write_zoo_json(path: Path, meta: Mapping[str, Any]) -> None:
 
 
 def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
-    df = pd.DataFrame(rows)
+    # an empty zoo's table still has the reserved columns (every shard set aside on resume)
+    df = pd.DataFrame(rows) if rows else pd.DataFrame({c: np.zeros(0, np.int64) for c in RESERVED_COLUMNS})
     if len(df):
         df = df.sort_values("id", kind="stable").reset_index(drop=True)
     _atomic_write(path / "table.parquet", lambda tmp: pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp))
@@ -185,8 +153,8 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=list(RESERVED_COLUMNS))
     try:
         return pq.read_table(file).to_pandas()
-    except (pa.ArrowInvalid, OSError) as e:
-        raise ZooError(file, f"damaged or not a parquet table ({e})") from None
+    except (pa.ArrowException, OSError, ValueError, TypeError) as e:  # pyarrow's errors for foreign bytes vary
+        raise ZooError(file, f"damaged or not a parquet table ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 # ---------------------------------------------------------------------- writer
@@ -238,24 +206,22 @@ class ZooWriter:
             }
             _write_zoo_json(self.path, self.meta)
         self._rows: dict[int, list[dict[str, Any]]] = {}
+        self._entries: dict[int, dict[str, Any]] = {}  # zoo.json's "shards": index, ids [first, stop), sha256
         self._recover()
 
     def _recover(self) -> None:
+        """Count as done only the shards that verify in full (structure, content hash,
+        values; `shard_check.recover_shards` sets damaged ones aside to be written again)
+        and rebuild the table and zoo.json's shard list from them: each shard's own
+        hash-checked copy of its rows is the source, so a damaged table heals too."""
+        from weightspace.zoo.shard_check import recover_shards
+
         for tmp in (self.path / "shards").glob(".*.tmp"):
             tmp.unlink()  # a shard that was being written when the writer died
-        table = _read_table(self.path)
-        for shard, group in table.groupby("shard"):
-            self._rows[int(shard)] = group.drop(columns=list(RESERVED_COLUMNS)).to_dict("records")
-        for file in sorted((self.path / "shards").glob("*.safetensors")):
-            index = int(file.stem)
-            shard = _open_shard(file, self.spec)
-            if index not in self._rows:  # written, but the writer died before the table was
-                self._rows[index] = shard.rows
-        for index in self._rows:
-            if not (self.path / "shards" / shard_name(index)).exists():
-                raise ZooError(self.path / "shards" / shard_name(index), "listed in table.parquet but missing")
-        if table.shape[0] != sum(map(len, self._rows.values())):
-            self._flush_table()
+        for info in recover_shards(self.path, self.spec, self.shard_size, self.meta):
+            self._rows[info.index], self._entries[info.index] = info.rows, info.entry()
+        if self._rows or (self.path / "table.parquet").exists():
+            self._flush()
 
     def completed_shards(self) -> set[int]:
         return set(self._rows)
@@ -267,8 +233,8 @@ class ZooWriter:
         if weights.channels != 1:
             raise ValueError(f"a zoo stores raw weights (C = 1), got C = {weights.channels}")
         n = len(weights)
-        if not 0 < n <= self.shard_size:
-            raise ValueError(f"a shard holds 1..{self.shard_size} networks, got {n}")
+        if not 0 < n <= self.shard_size or index < 0:
+            raise ValueError(f"a shard has an index >= 0 and holds 1..{self.shard_size} networks, got {index}, {n}")
         for name, values in columns.items():
             if name in RESERVED_COLUMNS:
                 raise ValueError(f"column {name!r} is reserved")
@@ -278,22 +244,35 @@ class ZooWriter:
             if not torch.isfinite(t).all():
                 raise ValueError(f"shard {index}: tensor {i} holds NaN or infinite values; nothing written")
         rows = [{name: _plain(values[r]) for name, values in columns.items()} for r in range(n)]
+        from weightspace.zoo.shard_check import shard_digest
+        from weightspace.zoo.verify import label_problem
+
+        ids = [index * self.shard_size, index * self.shard_size + n]
+        if "label" in columns:  # the rule readers apply: refused here, not discovered when the zoo is opened
+            problem = label_problem(pd.Series([r["label"] for r in rows]), "label", np.arange(*ids))
+            if problem:
+                raise ValueError(f"shard {index}: {problem}; nothing written")
         tensors = {}
         for i, (w, b) in enumerate(zip(weights.weights, weights.biases)):
             tensors[f"layers.{i}.weight"] = w[:, 0].detach().to("cpu", torch.float32).contiguous()
             if b is not None:
                 tensors[f"layers.{i}.bias"] = b[:, 0].detach().to("cpu", torch.float32).contiguous()
-        meta = {"format": FORMAT_NAME, "shard": str(index), "rows": json.dumps(rows)}
+        meta = {"format": FORMAT_NAME, "shard": str(index), "ids": json.dumps(ids), "rows": json.dumps(rows)}
+        meta["sha256"] = shard_digest(meta, {k: t.numpy() for k, t in tensors.items()})
         _atomic_write(self.path / "shards" / shard_name(index), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
         self._rows[index] = rows
-        self._flush_table()
+        self._entries[index] = {"index": index, "ids": ids, "sha256": meta["sha256"]}
+        self._flush()
 
-    def _flush_table(self) -> None:
+    def _flush(self) -> None:
+        """Rewrite the table, then zoo.json's shard list, from the shards written so far."""
         table = []
         for index in sorted(self._rows):
             for r, row in enumerate(self._rows[index]):
                 table.append({"id": index * self.shard_size + r, "shard": index, "row": r, **row})
         _write_table(self.path, table)
+        self.meta["shards"] = [self._entries[i] for i in sorted(self._entries)]
+        _write_zoo_json(self.path, self.meta)
 
     def finalize(self, **provenance: Any) -> Zoo:
         self.meta["provenance"].update(provenance)
@@ -320,26 +299,35 @@ class Zoo:
     (not ids) index `weights`.
     """
 
-    def __init__(self, path: Path, meta: dict[str, Any], table: pd.DataFrame, shards: dict[int, _Shard]) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], table: pd.DataFrame, shards: dict[int, _Shard],
+                 *, check_values: bool = False) -> None:
         self.path, self.meta, self.table, self._shards = path, meta, table, shards
         self.spec: NetworkSpec = meta["spec"]
         self._shard_of = table["shard"].to_numpy(np.int64)
         self._row_of = table["row"].to_numpy(np.int64)
+        self._check_values = check_values  # values not verified at open: refuse NaN / inf as they are gathered
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Zoo:
-        path = Path(path)
-        meta = _read_zoo_json(path)
-        table = _read_table(path)
-        missing = [c for c in RESERVED_COLUMNS if c not in table.columns]
-        if missing:
-            raise ZooError(path / "table.parquet", f"missing columns {missing}")
-        shards = {int(s): _open_shard(path / "shards" / shard_name(int(s)), meta["spec"]) for s in table["shard"].unique()}
-        for s, shard in shards.items():
-            n = int((table["shard"] == s).sum())
-            if len(shard.rows) != n:
-                raise ZooError(shard.path, f"holds {len(shard.rows)} networks, table.parquet lists {n}")
-        return cls(path, meta, table.reset_index(drop=True), shards)
+    def open(cls, path: str | os.PathLike, *, verify: str = "full", allow_nonfinite: bool = False) -> Zoo:
+        """Open the zoo at ``path`` after `weightspace.zoo.verify.verify_zoo` found no problem
+        (else `ZooError` naming the first). ``verify="full"`` (default) checks the structure,
+        every shard's content hash and that every value is finite (reads every byte once);
+        ``"cheap"`` the structure only (zoo.json, table, shard headers), and then refuses
+        NaN / inf in `weights` as networks are gathered. ``allow_nonfinite`` lets NaN / inf
+        through. A zoo written without content hashes opens with a `ZooWarning`."""
+        from weightspace.zoo.verify import verify_zoo
+
+        if verify not in ("full", "cheap"):
+            raise ValueError(f"verify must be 'full' or 'cheap', got {verify!r}")
+        full = verify == "full"
+        report = verify_zoo(path, hashes=full, values=full, allow_nonfinite=allow_nonfinite)
+        report.raise_for_problems()
+        for line in report.warnings:
+            warnings.warn(line, ZooWarning, stacklevel=2)
+        table, listed = report.table, set(report.table["shard"].tolist())
+        shards = {i: _map_shard(s.path, s.header, s.start, s.rows) for i, s in report.shards.items()
+                  if i in listed}  # a shard not yet listed in the table is not part of the zoo
+        return cls(Path(path), report.meta, table, shards, check_values=not (full or allow_nonfinite))
 
     def __len__(self) -> int:
         return len(self.table)
@@ -387,11 +375,19 @@ class Zoo:
             a = np.concatenate(parts) if parts else np.zeros((0, *shape), np.float32)
             return torch.from_numpy(np.ascontiguousarray(a[inverse])).unsqueeze(1)
 
-        return Weights(
+        out = Weights(
             self.spec,
             tuple(stack(ws[i], layer.weight_shape) for i, layer in enumerate(self.spec.layers)),
             tuple(stack(bs[i], (layer.out_features,)) if layer.bias else None for i, layer in enumerate(self.spec.layers)),
         )
+        for t in out.tensors() if self._check_values else ():
+            bad = ~torch.isfinite(t.flatten(1)).all(1)
+            if bad.any():
+                p = int(pos[int(bad.nonzero()[0, 0])])
+                s, r = int(self._shard_of[p]), int(self._row_of[p])
+                raise ZooError(self._shards[s].path, f"row {r} (id {self.table['id'].iat[p]}) holds NaN or inf; "
+                                                     "pass allow_nonfinite=True to read it anyway")
+        return out
 
     def load(self, split: str | None = None) -> tuple[Weights, pd.DataFrame]:
         """All networks of ``split`` (or of the zoo) and their table rows."""
