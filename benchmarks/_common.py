@@ -89,6 +89,31 @@ def training_rate(step_model, params, weights, labels, *, lr: float = 1e-3, weig
     return len(labels) * iters / (time.perf_counter() - t)
 
 
+def budgeted_rate(model, x, labels, optimizer, *, steps: int, budget: float) -> tuple[float, int]:
+    """(examples/s, steps timed) of forward + cross-entropy + backward + ``optimizer`` step on one
+    fixed batch: one warm-up step, timed to size the measurement, then up to ``steps`` steps in
+    about ``budget`` seconds (at least one), so heavy and light models each take about as long."""
+    import time
+
+    import torch
+
+    model.train()
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    t = time.perf_counter()
+    step()
+    n = max(1, min(steps, int(budget / (time.perf_counter() - t))))
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    return len(labels) * n / (time.perf_counter() - t), n
+
+
 # Model defaults that changed, with the value they had before: a result names the value it
 # ran with, and results written before the change (which did not record it) are shown with
 # the value of their day. dws's norm: "channel" until 2026-11-28, then "batch". (That model is

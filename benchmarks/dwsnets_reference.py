@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-from _common import environment, write_result
+from _common import budgeted_rate, environment, write_result
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -52,24 +51,9 @@ def reference_input(w: Weights) -> tuple:
 
 
 def step_rate(model, x, y, steps: int, budget: float) -> float:
-    """Examples/s over up to ``steps`` training steps within about ``budget`` seconds (at least
-    one), after one warm-up step."""
+    """Examples/s of training steps with AdamW (amsgrad), as the reference trains."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, amsgrad=True)
-    model.train()
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    t = time.perf_counter()
-    step()
-    n = max(1, min(steps, int(budget / (time.perf_counter() - t))))
-    t = time.perf_counter()
-    for _ in range(n):
-        step()
-    return len(y) * n / (time.perf_counter() - t)
+    return budgeted_rate(model, x, y, opt, steps=steps, budget=budget)[0]
 
 
 def main() -> None:

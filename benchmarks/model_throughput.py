@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from _common import environment, write_result
+from _common import budgeted_rate, environment, write_result
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -40,20 +39,7 @@ def one_round(name: str, batch: int, steps: int, budget: float, g: torch.Generat
     opt = make(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
     w = Weights.unflatten(SPEC, torch.randn(batch, 1, SPEC.num_params, generator=g))
     y = torch.randint(0, 10, (batch,), generator=g)
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(w), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    t = time.perf_counter()
-    step()
-    n = max(1, min(steps, int(budget / (time.perf_counter() - t))))
-    t = time.perf_counter()
-    for _ in range(n):
-        step()
-    return batch * n / (time.perf_counter() - t), n
+    return budgeted_rate(model, w, y, opt, steps=steps, budget=budget)
 
 
 def main() -> None:

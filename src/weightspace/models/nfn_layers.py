@@ -29,26 +29,16 @@ set L the outputs. Features "on set k" are tensors ``[B, F, n_k]``.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
+from weightspace.models.dws_light import filled_spec, restore_spec  # noqa: F401 (re-exported)
 
 
 # ---------------------------------------------------------------------- layout helpers
-def filled_spec(spec: NetworkSpec) -> NetworkSpec:
-    """``spec`` with every bias present (what the layers return)."""
-    return NetworkSpec(tuple(replace(layer, bias=True) for layer in spec.layers), pool=spec.pool)
-
-
-def restore_spec(w: Weights, spec: NetworkSpec) -> Weights:
-    """Drop the biases that ``spec`` lacks (the layers always make them)."""
-    return Weights(spec, w.weights, tuple(b if layer.bias else None for b, layer in zip(w.biases, spec.layers)))
-
-
 def kernel_volumes(spec: NetworkSpec) -> list[int]:
     """``K_i``: kernel positions of layer i (1 for linear layers)."""
     return [math.prod(layer.kernel_size) if layer.kernel_size else 1 for layer in spec.layers]
