@@ -1,32 +1,69 @@
-"""weightspace: neural networks as data."""
+"""weightspace: neural networks as data.
 
-from weightspace.core import (
-    GroupElement,
-    LayerSpec,
-    NetworkSpec,
-    Sine,
-    Weights,
-    act,
-    assert_equivariant,
-    assert_invariant,
-    assert_not_invariant,
-    detokenize,
-    forward,
-    permute,
-    sample_group_element,
-    tokenize,
-    uncoupled_permutation,
-)
-from weightspace.inr.hyper import HyperINR, HyperINRConfig
-from weightspace.inr.meta import MetaConfig, meta_train
-from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig
-from weightspace.models.registry import create_model, list_models
-from weightspace.zoo.search_space import RunConfig, SearchSpace, ZooRecipe, get_zoo_recipe, spec_for_row
-from weightspace.zoo.store import Zoo, ZooError, ZooWriter
-from weightspace.zoo.train_zoo import build_classifier_zoo
-from weightspace.zoo.vectors import read_vectors, vector_spec, write_vector_zoo
+The names below are imported on first use (PEP 562), so `import weightspace` and the
+command line's ``--help`` do not load PyTorch; ``from weightspace import Weights`` and
+``weightspace.forward`` work as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "GroupElement": "weightspace.core",
+    "HyperINR": "weightspace.inr.hyper",
+    "HyperINRConfig": "weightspace.inr.hyper",
+    "LayerSpec": "weightspace.core",
+    "MetaConfig": "weightspace.inr.meta",
+    "ModulatedSiren": "weightspace.inr.modulated",
+    "ModulatedSirenConfig": "weightspace.inr.modulated",
+    "NetworkSpec": "weightspace.core",
+    "RunConfig": "weightspace.zoo.search_space",
+    "SearchSpace": "weightspace.zoo.search_space",
+    "Sine": "weightspace.core",
+    "Weights": "weightspace.core",
+    "Zoo": "weightspace.zoo.store",
+    "ZooError": "weightspace.zoo.store",
+    "ZooRecipe": "weightspace.zoo.search_space",
+    "ZooWriter": "weightspace.zoo.store",
+    "act": "weightspace.core",
+    "assert_equivariant": "weightspace.core",
+    "assert_invariant": "weightspace.core",
+    "assert_not_invariant": "weightspace.core",
+    "build_classifier_zoo": "weightspace.zoo.train_zoo",
+    "create_model": "weightspace.models.registry",
+    "detokenize": "weightspace.core",
+    "forward": "weightspace.core",
+    "get_zoo_recipe": "weightspace.zoo.search_space",
+    "list_models": "weightspace.models.registry",
+    "meta_train": "weightspace.inr.meta",
+    "permute": "weightspace.core",
+    "read_vectors": "weightspace.zoo.vectors",
+    "sample_group_element": "weightspace.core",
+    "spec_for_row": "weightspace.zoo.search_space",
+    "tokenize": "weightspace.core",
+    "uncoupled_permutation": "weightspace.core",
+    "vector_spec": "weightspace.zoo.vectors",
+    "write_vector_zoo": "weightspace.zoo.vectors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'weightspace' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "GroupElement",

@@ -9,17 +9,15 @@ import typer
 from rich.console import Console
 
 from weightspace import cli_hyperrep
+from weightspace.cli_checks import ALLOW_INCOMPLETE, guard
+from weightspace.cli_checks import fail as _fail
+from weightspace.cli_checks import main as run_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Neural networks as data.")
 zoo_app = typer.Typer(no_args_is_help=True, help="Build and inspect zoos (datasets of networks).")
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(cli_hyperrep.app, name="hyperrep")
 console = Console()
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 @zoo_app.command("info")
@@ -32,7 +30,7 @@ def zoo_info(
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        info = Zoo.open(path, allow_nonfinite=allow_nonfinite).info()
+        info = Zoo.open(path, allow_nonfinite=allow_nonfinite, allow_incomplete=True).info()
     except ZooError as e:
         _fail(str(e))
     if as_json:
@@ -129,13 +127,14 @@ def zoo_render(
     mesh: Path | None = typer.Option(None, help="shapes: also write marching-cubes meshes (.obj or .ply)"),
     resolution: int | None = typer.Option(None, help="shapes: decode on this many grid points per axis"),
     originals: bool = typer.Option(True, help="load the zoo's source signals (if recorded) to show and compare"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Decode INRs of a zoo back to signals; write a figure of reconstructions with their PSNR."""
     from weightspace.inr.render import render_zoo, select_positions, source_dataset
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        zoo = Zoo.open(path)
+        zoo = Zoo.open(path, allow_incomplete=allow_incomplete)
         ids = [int(i) for i in index.split(",") if i.strip()] if index else None
         pos = select_positions(zoo, indices=ids, split=split, count=count)
         data = source_dataset(zoo) if originals else None
@@ -150,15 +149,16 @@ def zoo_render(
 
 @zoo_app.command("import")
 def zoo_import(
-    fmt: str = typer.Argument(..., metavar="FORMAT", help="dwsnets | nfn"),
-    root: Path = typer.Argument(..., help="the dataset's folder"),
+    fmt: str = typer.Argument(..., metavar="FORMAT", help="dwsnets | nfn | hf (a `zoo export --format hf` folder "
+                              "or parquet file)"),
+    root: Path = typer.Argument(..., help="the dataset's folder (hf: or one .parquet file)"),
     out: Path = typer.Option(..., "--out", "-o", help="zoo directory to write"),
     splits: Path | None = typer.Option(None, help="dwsnets: the splits JSON (default: ROOT/splits.json)"),
     swap_xy: bool = typer.Option(True, help="dwsnets: adapt its (column, row) inputs to the zoo's (row, column)"),
     prefix: str = typer.Option("randinit_smaller", help="nfn: folder prefix"),
     shard_size: int = typer.Option(256),
 ) -> None:
-    """Convert a published INR dataset (DWSNets or NFN layout) into a zoo."""
+    """Convert a published INR dataset (DWSNets or NFN layout) or an exported zoo (hf) into a zoo."""
     from weightspace.zoo.importers import import_dwsnets, import_nfn
     from weightspace.zoo.store import ZooError
 
@@ -167,13 +167,46 @@ def zoo_import(
             zoo = import_dwsnets(root, out, splits=splits, swap_xy=swap_xy, shard_size=shard_size, progress=True)
         elif fmt == "nfn":
             zoo = import_nfn(root, out, prefix=prefix, shard_size=shard_size, progress=True)
+        elif fmt == "hf":
+            from weightspace.zoo.export import import_hf
+
+            zoo = import_hf(root, out, shard_size=shard_size)
         else:
-            raise ValueError(f"unknown format {fmt!r}; expected dwsnets or nfn")
+            raise ValueError(f"unknown format {fmt!r}; expected dwsnets, nfn or hf")
     except (ValueError, FileNotFoundError, ZooError) as e:
         _fail(str(e))
     splits_count = zoo.info()["splits"]
     console.print(f"imported {len(zoo)} INRs ({zoo.spec.describe()}) into {out}: "
                   + ", ".join(f"{k} {v}" for k, v in splits_count.items()))
+
+
+@zoo_app.command("export")
+def zoo_export(
+    path: Path = typer.Argument(..., help="zoo directory"),
+    fmt: str = typer.Option(..., "--format", help="hf: a Hugging Face parquet dataset folder (data/<split>-*.parquet); "
+                            "numpy: one .npz of [N, ...] arrays per tensor and column"),
+    out: Path = typer.Option(..., "--out", "-o", help="hf: folder to write; numpy: .npz file to write"),
+    split: str | None = typer.Option(None, help="only this split (default: all; hf writes one file per split)"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
+) -> None:
+    """Write a zoo's networks and table in a format other tools read (see weightspace.zoo.export)."""
+    from weightspace.zoo.export import export_hf, export_numpy
+    from weightspace.zoo.store import Zoo, ZooError
+
+    try:
+        if fmt not in ("hf", "numpy"):
+            raise ValueError(f"unknown format {fmt!r}; expected hf or numpy")
+        if fmt == "numpy" and out.suffix != ".npz":
+            raise ValueError(f"--out: {out}: the numpy export is one .npz file")
+        zoo = Zoo.open(path, allow_incomplete=allow_incomplete)
+        if fmt == "hf":
+            written = export_hf(zoo, out, split=split, allow_incomplete=allow_incomplete)
+        else:
+            written = [export_numpy(zoo, out, split=split, allow_incomplete=allow_incomplete)]
+    except (ValueError, KeyError, ZooError) as e:
+        _fail(str(e).strip('"'))
+    console.print(f"wrote {len(zoo) if split is None else len(zoo.split(split))} networks to "
+                  + ", ".join(str(w) for w in written))
 
 
 @app.command("train")
@@ -199,6 +232,7 @@ def train(
                                     "model.json), metrics.csv, run.json, a checkpoint each epoch"),
     resume: bool = typer.Option(False, "--resume", help="continue the killed run in --out (same settings)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in --out"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
     import sys
@@ -214,7 +248,7 @@ def train(
             prepare_run_dir(out, resume=resume, overwrite=overwrite, clear=False)
         elif resume or overwrite:
             raise ValueError("--resume and --overwrite need --out")
-        zoo = Zoo.open(zoo_path)
+        zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
         config, aug_text = recipe(model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                   seed=seed, progress=progress, compile=compile, max_minutes=max_minutes, augment=augment)
         try:
@@ -244,13 +278,14 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="run directory (from `weightspace train --out`)"),
     zoo_path: Path = typer.Argument(..., help="zoo directory with the run's target column"),
     split: str = typer.Option("test", help="split of the zoo to score"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Accuracy and loss of a trained run's model on a split of a zoo."""
     from weightspace.runs import evaluate_run
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        res = evaluate_run(run_dir, Zoo.open(zoo_path), split)
+        res = evaluate_run(run_dir, Zoo.open(zoo_path, allow_incomplete=allow_incomplete), split)
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e).strip('"'))
     console.print(f"{run_dir} on {zoo_path} ({split}, {int(res['networks'])} networks): "
@@ -264,13 +299,14 @@ def apply(
                                     "layout (layers.<i>.weight [N, ...]), or one network's state dict (.safetensors)"),
     split: str | None = typer.Option(None, help="zoo: only this split (default: every network)"),
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (default: print the CSV)"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Predict the class of networks with a trained run's model: id, predicted class, probabilities."""
     from weightspace.runs import apply_run
     from weightspace.zoo.store import ZooError
 
     try:
-        table = apply_run(run_dir, networks, split=split)
+        table = apply_run(run_dir, networks, split=split, allow_incomplete=allow_incomplete)
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e).strip('"'))
     if out is None:
@@ -290,6 +326,7 @@ def edit(
     seed: int = typer.Option(0),
     figure: Path | None = typer.Option(None, "--figure", help="write input / target / edited images here"),
     progress: bool = typer.Option(True),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train a weight-to-weight model to dilate the zoo's INRs; report test MSE."""
     from weightspace.tasks.edit import edit_zoo, plot_edits
@@ -297,7 +334,7 @@ def edit(
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        zoo = Zoo.open(zoo_path)
+        zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
         res = edit_zoo(zoo, model, config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress))
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
@@ -464,5 +501,13 @@ app.add_typer(__import__("weightspace.cli_functa").cli_functa.hyperinr_app, name
 app.add_typer(__import__("weightspace.cli_compress").cli_compress.app)  # compress, decompress, compress-base
 
 
+guard(app)  # every command's arguments checked before it runs (weightspace.cli_checks)
+
+
+def main() -> None:
+    """Console entry point: `app` with mid-run OS errors (a full disk) as one line."""
+    run_app(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

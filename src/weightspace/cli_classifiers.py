@@ -11,12 +11,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from weightspace.cli_checks import ALLOW_INCOMPLETE
+from weightspace.cli_checks import fail as _fail
+
 console = Console()
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 def train_classifiers(
@@ -69,6 +67,7 @@ def predict(
     out: Path | None = typer.Option(None, help="folder for the predicted-vs-true figure (per model)"),
     device: str = typer.Option("auto", help="auto | cpu | gpu"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Predict a zoo column from the weights; Kendall tau and R^2 (or accuracy) on the test runs."""
     from weightspace.tasks.predict import plot_predictions, predict_property
@@ -76,7 +75,7 @@ def predict(
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        zoo = Zoo.open(zoo_path)
+        zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, accelerator=device, progress=progress)
         results = [predict_property(zoo, m, target, config=config) for m in model]
     except (ValueError, KeyError, ZooError) as e:

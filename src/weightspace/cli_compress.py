@@ -11,16 +11,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from weightspace.cli_checks import COMMON_HELP
+from weightspace.cli_checks import fail as _fail
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
-
-
-def _fail(message: str) -> None:
-    # one line whatever the terminal's width, and the message's brackets printed, not read as markup
-    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _load_base(path: Path | None):
@@ -44,7 +40,7 @@ def compress_cmd(
     steps: Annotated[int, typer.Option(help="COIN: fitting steps")] = 1000,
     refine_steps: Annotated[int, typer.Option(help="COIN++ patch base: Adam steps on the latents after the inner loop")] = 0,
     search: Annotated[int, typer.Option(help="COIN++ latent-pyramid base: fits of the rate search")] = 6,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
 ) -> None:
     """Compress a signal file to a target rate (--bpp) or quality (--psnr)."""
     from weightspace.compress.codec import compress
@@ -128,12 +124,12 @@ def compress_base_cmd(
     hidden: Annotated[str, typer.Option(help="hidden widths of the modulated SIREN (pyramid: one width)")] = "64,64,64",
     latent: Annotated[int, typer.Option(help="latent (modulation) size per patch")] = 64,
     steps: Annotated[int, typer.Option(help="outer meta-learning steps")] = 500,
-    inner_steps: Annotated[int, typer.Option()] = 3,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    lr: Annotated[float, typer.Option()] = 1e-3,
+    inner_steps: Annotated[int, typer.Option(help=COMMON_HELP["inner_steps"])] = 3,
+    batch_size: Annotated[int, typer.Option(help=COMMON_HELP["batch_size"])] = 32,
+    lr: Annotated[float, typer.Option(help=COMMON_HELP["lr"])] = 1e-3,
     first_order: Annotated[bool, typer.Option(help="first-order MAML (cheaper)")] = False,
     limit: Annotated[int | None, typer.Option(help="at most this many training signals")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
 ) -> None:
     """Meta-learn a COIN++ base network on a dataset's training signals (stored once)."""
     from weightspace.compress import pyramid

@@ -7,16 +7,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from weightspace.cli_checks import fail as _fail
+
 functa_app = typer.Typer(no_args_is_help=True, help="Functa: meta-learned modulated SIRENs; datasets as latents.")
 hyperinr_app = typer.Typer(no_args_is_help=True, help="Hypernetwork INRs: a code per signal -> full SIREN weights.")
 console = Console()
 
 _DATASET = "digits | mnist-subset | shapes | tones | a folder (see `zoo fit-inrs`)"
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -10,20 +10,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from weightspace.cli_checks import ALLOW_INCOMPLETE, COMMON_HELP
+from weightspace.cli_checks import fail as _fail
+
 app = typer.Typer(no_args_is_help=True, help="Hyper-representations: self-supervised embeddings of model zoos.")
 console = Console()
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
-
-
-def _open(zoo_path: Path):
+def _open(zoo_path: Path, allow_incomplete: bool):
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        return Zoo.open(zoo_path)
+        return Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
     except ZooError as e:
         _fail(str(e))
 
@@ -41,19 +39,20 @@ def _load(model_path: Path):
 def fit(
     zoo_path: Annotated[Path, typer.Argument(help="zoo directory (train / val / test splits)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="model file to write (safetensors)")],
-    epochs: Annotated[int, typer.Option()] = 30,
-    batch_size: Annotated[int, typer.Option()] = 64,
-    lr: Annotated[float, typer.Option()] = 1e-3,
+    epochs: Annotated[int, typer.Option(help=COMMON_HELP["epochs"])] = 30,
+    batch_size: Annotated[int, typer.Option(help=COMMON_HELP["batch_size"])] = 64,
+    lr: Annotated[float, typer.Option(help=COMMON_HELP["lr"])] = 1e-3,
     d_model: Annotated[int, typer.Option(help="transformer width")] = 64,
     layers: Annotated[int, typer.Option(help="encoder layers (and as many decoder layers)")] = 2,
     latent_tokens: Annotated[int, typer.Option(help="K latent vectors; the embedding has K * latent-dim values")] = 4,
-    latent_dim: Annotated[int, typer.Option()] = 16,
+    latent_dim: Annotated[int, typer.Option(help=COMMON_HELP["latent_dim"])] = 16,
     contrastive_weight: Annotated[float, typer.Option(help="weight of the contrastive loss beside reconstruction")] = 0.1,
     noise: Annotated[float, typer.Option(help="relative std of the Gaussian noise of each view")] = 0.05,
     erase: Annotated[float, typer.Option(help="probability of erasing each weight in each view")] = 0.05,
     canonical: Annotated[bool, typer.Option(help="canonical neuron order: an exactly permutation-invariant encoder")] = True,
-    seed: Annotated[int, typer.Option()] = 0,
-    progress: Annotated[bool, typer.Option()] = True,
+    seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
+    progress: Annotated[bool, typer.Option(help=COMMON_HELP["progress"])] = True,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
 ) -> None:
     """Train the autoencoder on the zoo's train split (no labels), keep the best val epoch."""
     from weightspace.models.hyperrep import HyperRepConfig
@@ -66,7 +65,7 @@ def fit(
     )
     from weightspace.train import TrainConfig
 
-    zoo = _open(zoo_path)
+    zoo = _open(zoo_path, allow_incomplete)
     try:
         train, val, test = (zoo.load(s)[0] for s in ("train", "val", "test"))
     except KeyError as e:
@@ -93,13 +92,14 @@ def probe(
     figure: Annotated[Path | None, typer.Option(help="write a 2D map of the test embeddings (PNG)")] = None,
     method: Annotated[str, typer.Option(help="pca | tsne (for --figure)")] = "pca",
     as_json: Annotated[Path | None, typer.Option("--json", help="write the results as JSON")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
 ) -> None:
     """Probe the embeddings (train split -> test split) for test accuracy, epoch, gap and
     hyperparameters, beside StatNN's weight statistics."""
     from weightspace.tasks.hyperrep_probe import probe_table, probe_targets, run_probes, split_features
 
-    zoo = _open(zoo_path)
+    zoo = _open(zoo_path, allow_incomplete)
     model, _ = _load(model_path)
     try:
         loaded = {s: zoo.load(s) for s in ("train", "test")}
@@ -134,7 +134,8 @@ def sample(
                                                 "'cv' (best held-out likelihood of the embeddings)")] = "select",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the sampled networks as a zoo here")] = None,
     figure: Annotated[Path | None, typer.Option(help="accuracy histogram of sampled vs zoo models (PNG)")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
 ) -> None:
     """Sample networks from a KDE over the embeddings of good models; report their accuracy."""
     from weightspace.tasks.hyperrep_sample import sample_from_zoo, zoo_images
@@ -148,7 +149,7 @@ def sample(
             _fail(f"--bandwidth must be positive, got {bandwidth}")
     else:
         bw = bandwidth
-    zoo = _open(zoo_path)
+    zoo = _open(zoo_path, allow_incomplete)
     model, _ = _load(model_path)
     try:
         train, test = zoo_images(zoo, dataset, test_limit=test_images, seed=seed)

@@ -257,7 +257,8 @@ def _describe(tensors: dict[str, Tensor]) -> str:
     return ", ".join(f"{k} {list(v.shape)}" for k, v in sorted(tensors.items())) or "no tensors"
 
 
-def read_networks(path: str | Path, spec: NetworkSpec, *, split: str | None = None) -> tuple[Weights, pd.DataFrame]:
+def read_networks(path: str | Path, spec: NetworkSpec, *, split: str | None = None,
+                  allow_incomplete: bool = False) -> tuple[Weights, pd.DataFrame]:
     """Networks to apply a model of ``spec`` to, and a table naming them (``id``, plus the
     zoo's ``split`` and other columns). ``path``: a zoo directory (``split`` selects part), a
     ``.safetensors`` of stacked weights in the zoo shard layout (``layers.<i>.weight``
@@ -267,7 +268,7 @@ def read_networks(path: str | Path, spec: NetworkSpec, *, split: str | None = No
 
     path = Path(path)
     if path.is_dir():
-        zoo = Zoo.open(path)
+        zoo = Zoo.open(path, allow_incomplete=allow_incomplete)
         check_spec(spec, zoo.spec, f"the networks of {path}")
         return zoo.load(split)
     if not path.is_file():
@@ -300,11 +301,12 @@ def read_networks(path: str | Path, spec: NetworkSpec, *, split: str | None = No
     return Weights.from_tensors(spec, ordered), pd.DataFrame({"id": range(n)})
 
 
-def apply_run(run_dir: str | Path, networks: str | Path, *, split: str | None = None) -> pd.DataFrame:
+def apply_run(run_dir: str | Path, networks: str | Path, *, split: str | None = None,
+              allow_incomplete: bool = False) -> pd.DataFrame:
     """Predictions of a run's model: the networks' table (``id``, ``split``, the target if
     present) with ``predicted`` (class index) and ``p_<k>`` (softmax probability of class k)."""
     model, meta = load_run(run_dir)
-    weights, table = read_networks(networks, meta.spec, split=split)
+    weights, table = read_networks(networks, meta.spec, split=split, allow_incomplete=allow_incomplete)
     probs = predict(model, weights).softmax(dim=1)
     keep = [c for c in ("id", "split", meta.target) if c in table.columns]
     out = table[keep].reset_index(drop=True).copy()

@@ -40,6 +40,9 @@ def test_fit_probe_sample_commands(tmp_path):
 def test_errors_name_the_problem(tmp_path):
     zoo = make_zoo(tmp_path / "zoo", runs=6)
     r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(tmp_path / "none.safetensors")])
-    assert r.exit_code == 2 and "no such hyper-representation model" in " ".join(r.output.split())
+    assert r.exit_code == 2 and "MODEL_PATH: " in r.output and "none.safetensors does not exist" in " ".join(r.output.split())
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model")
+    r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(tmp_path / "junk.safetensors")])
+    assert r.exit_code == 2 and "junk.safetensors" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["hyperrep", "fit", str(tmp_path), "-o", str(tmp_path / "m.safetensors")])
     assert r.exit_code == 2 and "zoo.json is missing" in " ".join(r.output.split())

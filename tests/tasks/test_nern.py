@@ -249,4 +249,4 @@ def test_cli_train_fit_reconstruct(tmp_path):
     r = runner.invoke(app, ["nern", "reconstruct", str(model), "-o", str(rebuilt)])
     assert r.exit_code == 2 and "not a NeRN predictor file" in _text(r)
     r = runner.invoke(app, ["nern", "fit", str(tmp_path / "none.safetensors"), "-o", str(pred)])
-    assert r.exit_code == 2 and "no such file" in _text(r)
+    assert r.exit_code == 2 and "none.safetensors does not exist" in _text(r)

@@ -16,7 +16,7 @@ import torch
 
 from weightspace.inr.siren import get_recipe
 from weightspace.signals import load_digits, load_shapes, load_tones
-from weightspace.zoo.build import build_inr_zoo, network_seed, plan_networks
+from weightspace.zoo.build import fitting_order, build_inr_zoo, network_seed, plan_networks
 from weightspace.zoo.store import Zoo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +42,19 @@ def test_k_inrs_per_training_image(tmp_path) -> None:
         data, tmp_path / "many", RECIPE, shard_size=4, progress=False, inrs_per_train_image=3
     )
     t = many.table
-    assert len(many) == 2 * 3 + 2 + 2 and t["copy"].tolist() == [0] * 6 + [1, 1, 2, 2]
+    src, copy = plan_networks(data.split, 3)
+    perm = fitting_order(len(src), 0)  # fitted and numbered in a seeded shuffle of the plan
+    assert len(many) == 2 * 3 + 2 + 2 and sorted(perm.tolist()) == list(range(len(src)))
+    assert t["copy"].tolist() == copy[perm].tolist() and t["source_index"].tolist() == src[perm].tolist()
+    assert many.provenance["order"] == "shuffled" and "permutation" in many.provenance["order_rule"]
     assert (t[t["copy"] > 0]["split"] == "train").all()
     assert t.groupby(["source_index", "copy"]).size().max() == 1 and t["seed"].is_unique
     assert t["seed"].tolist() == [network_seed(0, i, c) for i, c in zip(t["source_index"], t["copy"])]
     assert t["label"].tolist() == data.labels[t["source_index"].to_numpy().copy()].tolist()
-    # copy 0 is the one-per-image zoo, network for network
-    first = many.weights(np.arange(6))
-    assert all(torch.equal(a, b) for a, b in zip(first.tensors(), one.weights().tensors()))
+    # copy 0 is the one-per-image zoo, network for network (matched by source: the orders differ)
+    first = many.weights(np.flatnonzero(t["copy"].to_numpy() == 0)[np.argsort(t["source_index"][t["copy"] == 0])])
+    ones = one.weights(np.argsort(one.table["source_index"].to_numpy()))
+    assert all(torch.equal(a, b) for a, b in zip(first.tensors(), ones.tensors()))
     # copies of one image start from other seeds, so they are other networks
     pos = t.index[(t["source_index"] == t["source_index"][4])].tolist()
     w = many.weights(pos).weights[0]
@@ -126,3 +131,24 @@ def test_killed_build_resumes_to_the_uninterrupted_result(tmp_path) -> None:
     assert _same(resumed, whole)
     cols = ["source_index", "copy", "label", "split", "seed", "steps", "psnr"]
     assert resumed.table[cols].equals(whole.table[cols])
+
+
+def test_a_zoo_started_in_source_order_resumes_in_source_order(tmp_path, monkeypatch) -> None:
+    """Zoos from before the shuffled order (no ``order`` in their provenance) keep their plan."""
+    import json
+
+    from weightspace.zoo import build
+
+    data = load_digits(limit=3)
+    monkeypatch.setattr(build, "_resumed_order", lambda out: "source")
+    legacy = build_inr_zoo(data, tmp_path / "old", RECIPE, shard_size=3, progress=False)
+    assert legacy.table["source_index"].tolist() == list(range(len(data)))
+    first = legacy.weights()
+    monkeypatch.undo()
+    meta = json.loads((tmp_path / "old" / "zoo.json").read_text())
+    del meta["provenance"]["order"]  # as an older version wrote it
+    (tmp_path / "old" / "zoo.json").write_text(json.dumps(meta))
+    (tmp_path / "old" / "shards" / "00002.safetensors").unlink()  # lose a shard: the resume refits it
+    again = build_inr_zoo(data, tmp_path / "old", RECIPE, shard_size=3, progress=False)
+    assert again.table["source_index"].tolist() == list(range(len(data)))
+    assert all(torch.equal(a, b) for a, b in zip(first.tensors(), again.weights().tensors()))

@@ -100,7 +100,10 @@ def test_build_zoo_records_everything_and_resumes_identically(tmp_path, digits):
     zoo = build_inr_zoo(digits, tmp_path / "z", recipe, shard_size=5, progress=False)
     assert len(zoo) == len(digits) and zoo.complete
     assert {"source_index", "label", "split", "psnr", "steps", "seed"} <= set(zoo.table.columns)
-    assert zoo.table["label"].tolist() == digits.labels.tolist()
+    assert zoo.table["label"].tolist() == digits.labels[zoo.table["source_index"].to_numpy().copy()].tolist()
+    assert sorted(zoo.table["source_index"]) == list(range(len(digits)))  # each signal once, in a shuffled order
+    first_shard = zoo.table.loc[zoo.table["shard"] == 0, "label"]
+    assert first_shard.nunique() > 1  # not class order: a prefix of the zoo is a sample of it
     assert zoo.provenance["recipe"]["name"] == "dwsnets[steps=30]"
     first = zoo.weights()
     (tmp_path / "z" / "shards" / "00001.safetensors").unlink()  # lose a shard and its table rows

@@ -6,21 +6,28 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from tests.specs import random_weights
 from weightspace import NetworkSpec, Weights
 from weightspace.cli import app
 from weightspace.zoo import verify as verify_module
+from weightspace.zoo.damage import DAMAGE as KIT
+from weightspace.zoo.damage import (
+    edit_table,
+    header,
+    parse_header,
+    poke,
+    rewrite_header,
+    set_cell,
+    shard_file,
+)
 from weightspace.zoo.store import Zoo, ZooError, ZooWarning, ZooWriter, assign_splits
 from weightspace.zoo.verify import verify_zoo
 
@@ -52,152 +59,44 @@ def zoo(tmp_path) -> Path:
     return tmp_path / "z"
 
 
-def _shard(path: Path, k: int) -> Path:
-    return path / "shards" / f"{k:05d}.safetensors"
-
-
-def _parse(data: bytes) -> tuple[dict, int]:
-    """(safetensors header, data start) of a file's bytes."""
-    n = struct.unpack("<Q", data[:8])[0]
-    return json.loads(data[8:8 + n]), 8 + n
-
-
-def _header(file: Path) -> tuple[dict, int]:
-    return _parse(file.read_bytes())
-
-
-def _rewrite_header(file: Path, edit) -> None:
-    """Replace a shard's header by ``edit(header)``, keeping its data bytes."""
-    header, start = _header(file)
-    data = file.read_bytes()[start:]
-    raw = json.dumps(edit(header)).encode()
-    raw += b" " * (-len(raw) % 8)
-    file.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+_shard, _header, _parse, _table, _set = shard_file, header, parse_header, edit_table, set_cell
+_rewrite_header = rewrite_header
 
 
 def _poke(file: Path, name: str, element: int, value: float) -> None:
     """Overwrite one F32 element of tensor ``name`` (flat index over [n, ...]) in place."""
-    header, start = _header(file)
-    at = start + header[name]["data_offsets"][0] + 4 * element
-    data = bytearray(file.read_bytes())
-    data[at:at + 4] = struct.pack("<f", value)
-    file.write_bytes(bytes(data))
+    poke(file, name, 0, element, value)
 
 
-def _resave(file: Path, dtype: torch.dtype) -> None:
-    """Write the shard again with tensor layers.0.weight converted to ``dtype``, same metadata."""
-    header, _ = _header(file)
-    tensors = load_file(str(file))
-    tensors["layers.0.weight"] = tensors["layers.0.weight"].to(dtype)
-    save_file(tensors, str(file), metadata=header["__metadata__"])
-
-
-def _table(path: Path, edit) -> None:
-    t = pd.read_parquet(path / "table.parquet")
-    edit(t).to_parquet(path / "table.parquet", index=False)
-
-
-def _exponent_flip(path: Path) -> None:
-    file = _shard(path, 1)
-    header, start = _header(file)
-    at = start + header["layers.1.weight"]["data_offsets"][0]
-    values = np.frombuffer(file.read_bytes()[at:at + 64 * 4], dtype="<f4")
-    j = int(np.flatnonzero(np.abs(values) < 1)[0])  # exponent < 127: flipping its top bit stays finite
-    data = bytearray(file.read_bytes())
-    data[at + 4 * j + 3] ^= 0x40  # bit 30: the exponent's most significant bit
-    file.write_bytes(bytes(data))
-    assert np.isfinite(np.frombuffer(bytes(data[at + 4 * j:at + 4 * j + 4]), "<f4")).all()
-
-
-def _flip_bytes(path: Path) -> None:
-    file = _shard(path, 2)
-    _, start = _header(file)
-    data = bytearray(file.read_bytes())
-    rng = np.random.default_rng(0)
-    for at in rng.choice(np.arange(start, len(data)), 20, replace=False):
-        data[at] ^= int(rng.integers(1, 256))
-    file.write_bytes(bytes(data))
-
-
-def _swap(path: Path) -> None:
-    a, b = _shard(path, 1), _shard(path, 2)
-    tmp = a.with_name("tmp")
-    a.rename(tmp)
-    b.rename(a)
-    tmp.rename(b)
-
-
-def _overlap(header: dict) -> dict:
-    # layers.0.bias and layers.1.bias are both [4, 8]: point the second at the first's bytes
-    header["layers.1.bias"]["data_offsets"] = header["layers.0.bias"]["data_offsets"]
-    return header
-
-
-def _duplicate_row(t: pd.DataFrame) -> pd.DataFrame:
-    # id 5's row becomes a second copy of id 4's: network 5 disappears
-    return pd.concat([t.iloc[:5], t.iloc[[4]], t.iloc[6:]]).reset_index(drop=True)
-
-
-def _set(column: str, position: int, value) -> callable:
-    def edit(t: pd.DataFrame) -> pd.DataFrame:
-        t.loc[position, column] = value
-        return t
-    return edit
-
-
-def _dir_shard(path: Path) -> None:
-    _shard(path, 1).unlink()
-    _shard(path, 1).mkdir()
-
-
-def _nested(path: Path) -> None:
-    (path / "zoo.json").write_text("[" * 100_000 + "]" * 100_000)
-
-
-def _nested_spec(path: Path) -> None:
-    meta = json.loads((path / "zoo.json").read_text())
-    text = json.dumps({**meta, "spec": "@"})
-    (path / "zoo.json").write_text(text.replace('"@"', "[" * 100_000 + "]" * 100_000))
-
-
-def _version(path: Path) -> None:
-    meta = json.loads((path / "zoo.json").read_text())
-    (path / "zoo.json").write_text(json.dumps({**meta, "version": "2"}))
-
-
-# damage -> (file the problem names, relative to the zoo; what it says)
-DAMAGE = {
-    "nan": (lambda p: _poke(_shard(p, 1), "layers.1.weight", 2 * 64 + 5, float("nan")),
-            "shards/00001.safetensors", r"content hash mismatch.*'layers\.1\.weight' holds 1 NaN/inf value, the first NaN at row 2 \(id 6\)"),
-    "inf": (lambda p: _poke(_shard(p, 0), "layers.2.bias", 3, float("-inf")),
-            "shards/00000.safetensors", r"content hash mismatch.*'layers\.2\.bias' holds 1 NaN/inf value, the first inf at row 3 \(id 3\)"),
-    "exponent_bit": (_exponent_flip, "shards/00001.safetensors", r"content hash mismatch: the shard changed after it was written \(sha256 \w+…, recorded \w+…\)$"),
-    "random_bytes": (_flip_bytes, "shards/00002.safetensors", r"content hash mismatch"),
-    "swapped_shards": (_swap, "shards/00001.safetensors", r"is shard 2 by its own metadata, not shard 1: shard files exchanged"),
-    "overlapping_offsets": (lambda p: _rewrite_header(_shard(p, 1), _overlap), "shards/00001.safetensors",
-                            r"tensors 'layers\.0\.bias' and 'layers\.1\.bias' overlap"),
-    "f16": (lambda p: _resave(_shard(p, 1), torch.float16), "shards/00001.safetensors", r"tensor 'layers\.0\.weight' is F16, the zoo stores F32"),
-    "f64": (lambda p: _resave(_shard(p, 1), torch.float64), "shards/00001.safetensors", r"tensor 'layers\.0\.weight' is F64, the zoo stores F32"),
-    "i32": (lambda p: _resave(_shard(p, 1), torch.int32), "shards/00001.safetensors", r"tensor 'layers\.0\.weight' is I32, the zoo stores F32"),
-    "duplicated_row": (lambda p: _table(p, _duplicate_row), "table.parquet", r"ids listed more than once: 4$"),
-    "negative_row": (lambda p: _table(p, _set("row", 11, -1)), "table.parquet",
-                     r"ids 11: negative shard or row \(id 11 is at shard 2 row -1\)"),
-    "row_past_end": (lambda p: _table(p, _set("row", 11, 7)), "table.parquet",
-                     r"ids 11: row past the end of the shard \(id 11 is at row 7 of shard 2, which holds 4 networks\)"),
-    "missing_row": (lambda p: _table(p, lambda t: t.drop(index=6)), "shards/00001.safetensors",
-                    r"rows 2 \(ids 6\) are not in table\.parquet"),
-    "label_in_table_changed": (lambda p: _table(p, _set("label", 7, 2)), "table.parquet",
-                               r"column 'label' differs from the shards' own copy of their rows at ids 7 \(id 7: 2 in the table, 1 in shard 1\)"),
-    "table_deleted": (lambda p: (p / "table.parquet").unlink(), "table.parquet",
-                      r"is missing, but zoo\.json lists 3 shards and 3 shard files are on disk"),
-    "zoo_json_nested": (_nested, "zoo.json", r"damaged zoo\.json \(RecursionError"),
-    "spec_nested": (_nested_spec, "zoo.json", r"damaged zoo\.json \(RecursionError"),
-    "version_string": (_version, "zoo.json", r"zoo format version is '2', not a positive integer"),
-    "shard_is_directory": (_dir_shard, "shards/00001.safetensors", r"is a directory, not a safetensors file"),
-    "shard_missing": (lambda p: _shard(p, 2).unlink(), "shards/00002.safetensors", r"is missing \(listed in table\.parquet\)"),
-    "truncated": (lambda p: _shard(p, 2).write_bytes(_shard(p, 2).read_bytes()[:-6]), "shards/00002.safetensors",
-                  r"truncated or padded"),
+# damage -> (file the problem names, relative to the zoo; what it says); the damage itself: zoo.damage.DAMAGE
+EXPECT = {
+    "nan": r"content hash mismatch.*'layers\.1\.weight' holds 1 NaN/inf value, the first NaN at row 2 \(id 6\)",
+    "inf": r"content hash mismatch.*'layers\.2\.bias' holds 1 NaN/inf value, the first inf at row 3 \(id 3\)",
+    "exponent_bit": r"content hash mismatch: the shard changed after it was written \(sha256 \w+…, recorded \w+…\)$",
+    "random_bytes": r"content hash mismatch",
+    "swapped_shards": r"is shard 2 by its own metadata, not shard 1: shard files exchanged",
+    "overlapping_offsets": r"tensors 'layers\.0\.bias' and 'layers\.1\.bias' overlap",
+    "f16": r"tensor 'layers\.0\.weight' is F16, the zoo stores F32",
+    "f64": r"tensor 'layers\.0\.weight' is F64, the zoo stores F32",
+    "i32": r"tensor 'layers\.0\.weight' is I32, the zoo stores F32",
+    "duplicated_row": r"ids listed more than once: 4$",
+    "negative_row": r"ids 11: negative shard or row \(id 11 is at shard 2 row -1\)",
+    "row_past_end": r"ids 11: row past the end of the shard \(id 11 is at row 7 of shard 2, which holds 4 networks\)",
+    "missing_row": r"rows 2 \(ids 6\) are not in table\.parquet",
+    "label_in_table_changed": r"column 'label' differs from the shards' own copy of their rows at ids 7 \(id 7: 2 in the table, 1 in shard 1\)",
+    "table_deleted": r"is missing, but zoo\.json lists 3 shards and 3 shard files are on disk",
+    "zoo_json_nested": r"damaged zoo\.json \(RecursionError",
+    "spec_nested": r"damaged zoo\.json \(RecursionError",
+    "version_string": r"zoo format version is '2', not a positive integer",
+    "shard_is_directory": r"is a directory, not a safetensors file",
+    "shard_missing": r"is missing \(listed in table\.parquet\)",
+    "truncated": r"truncated or padded",
 }
+DAMAGE = {name: (apply, file, EXPECT[name]) for name, (apply, file) in KIT.items()}
+
+
+def test_every_damage_has_an_expected_message():
+    assert set(EXPECT) == set(KIT)
 
 
 def _first_line(report, path: Path, file: str, what: str) -> str:

@@ -5,7 +5,7 @@ A `Signal` holds float32 values ``[*grid, C]`` in ``[0, 1]`` at the coordinates
 ``len(grid)``-d coordinates with ``C`` outputs represents it:
 
 - ``image``: ``[H, W, C]``, C = 1 (grey) or 3 (RGB), values = levels / 255 (16-bit: / 65535;
-  every Pillow mode, alpha included, as `image_values` says);
+  every Pillow mode, alpha included, as `signals.images.image_values` says);
 - ``audio``: ``[T, 1]``, values = ``(x + 1) / 2`` (`signals.audio`), meta ``sample_rate``;
 - ``shape``: ``[D, H, W, 1]``, a volume (occupancy or distance), meta ``lo``/``hi``;
 - ``grid``: ``[H, W, C]`` on a latitude-longitude grid (`signals.grids`), meta ``lo``/``hi``.
@@ -28,6 +28,7 @@ from torch import Tensor
 
 from weightspace.compress.format import CodecError
 from weightspace.signals.base import grid_coordinates
+from weightspace.signals.images import image_values, read_image
 
 KIND_AXES: dict[str, int] = {"image": 2, "audio": 1, "shape": 3, "grid": 2}
 MAX_VALUES = 1 << 24  # values a decoder will ever allocate for one signal
@@ -136,72 +137,6 @@ def from_patches(patches: Tensor, grid: Sequence[int], patch: Sequence[int]) -> 
 
 
 # ---------------------------------------------------------------------------- files
-_TO_RGB = frozenset({"CMYK", "YCbCr", "LAB", "HSV", "RGBX"})  # colour models Pillow converts to RGB
-_WITH_ALPHA = {"LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "PA": "RGB"}  # mode -> mode without alpha
-
-
-def image_values(im: Any, name: str = "image") -> np.ndarray:
-    """Values ``[H, W, C]`` float32 in [0, 1] of a Pillow image, C = 1 (grey) or 3 (RGB), by mode:
-
-    - ``1`` (bilevel): 0 or 1; ``L``: level / 255; ``RGB``: level / 255 per channel;
-    - ``I;16`` (and ``I;16B``/``L``/``N``, 16-bit grey as PNG and TIFF store it): level / 65535,
-      so all 65536 levels stay distinct;
-    - ``I`` (32-bit integers, Pillow's mode for some 16-bit files): level / 65535 too; values
-      outside [0, 65535] (here or in a signed 16-bit mode) are refused, not clipped;
-    - ``F`` (32-bit float): taken as is when every value is finite and in [0, 1], else refused
-      (there is no one right scale for float pixels: rescale, or pass a ``.npy``);
-    - ``P`` (palette): the palette's RGB colours; ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: converted
-      to RGB by Pillow (no colour management);
-    - alpha (``LA``, ``RGBA``, ``PA``, a palette's or a colour key's transparency): a fully
-      opaque alpha channel is dropped (it holds no information); any other transparency is
-      refused with a message, since the codec stores grey or RGB and flattening onto some
-      background is the caller's choice.
-
-    Multi-frame files give their first frame. ``name`` is used in error messages (ValueError).
-    """
-    mode = im.mode
-    if mode == "P":  # a transparent palette index (or an alpha palette) becomes an alpha channel
-        alpha_palette = getattr(im.palette, "mode", "") == "RGBA"
-        im = im.convert("RGBA" if "transparency" in im.info or alpha_palette else "RGB")
-    elif mode in _TO_RGB:
-        im = im.convert("RGB")
-    elif mode in ("L", "RGB") and "transparency" in im.info:  # a colour key: that colour is transparent
-        im = im.convert("LA" if mode == "L" else "RGBA")
-    if im.mode in _WITH_ALPHA:
-        rgba = im.convert("LA" if _WITH_ALPHA[im.mode] == "L" else "RGBA")  # un-premultiplies La / RGBa
-        alpha = np.asarray(rgba.getchannel("A"))
-        if (alpha != 255).any():
-            raise ValueError(
-                f"{name}: a {mode} image with transparency ({(alpha != 255).mean():.1%} of pixels not opaque): "
-                "the codec stores grey or RGB; flatten it onto a background (or drop the alpha) first"
-            )
-        im = rgba.convert(_WITH_ALPHA[im.mode])
-    mode = im.mode
-    if mode == "1":
-        arr = np.asarray(im, dtype=bool).astype(np.float32)
-    elif mode in ("L", "RGB"):
-        arr = np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0
-    elif mode == "I" or mode.startswith("I;16"):
-        raw = np.asarray(im).astype(np.int64)
-        if raw.size and (raw.min() < 0 or raw.max() > 65535):  # 32-bit or signed 16-bit pixels
-            raise ValueError(
-                f"{name}: {mode} pixels span [{raw.min()}, {raw.max()}], outside the 16-bit range "
-                "[0, 65535] that is read as [0, 1]; save it as unsigned 16-bit, or as a .npy array"
-            )
-        arr = (raw / 65535.0).astype(np.float32)  # float64 first: exact levels, then one rounding
-    elif mode == "F":
-        arr = np.array(im, dtype=np.float32)  # a copy: Pillow's buffer is read-only
-        if not np.isfinite(arr).all() or (arr.size and (arr.min() < 0 or arr.max() > 1)):
-            lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if arr.size else (0.0, 0.0)
-            raise ValueError(
-                f"{name}: float pixels must be finite and in [0, 1] (they span [{lo:g}, {hi:g}]); "
-                "rescale them, or pass a .npy array (scaled by its own range)"
-            )
-    else:
-        raise ValueError(f"{name}: image mode {mode!r} is not supported (grey, RGB, palette, CMYK, 16-bit, float)")
-    return arr[..., None] if arr.ndim == 2 else arr
-
-
 def read_signal(path: str | os.PathLike[str], kind: str | None = None) -> Signal:
     """A signal from a file: images (PNG, JPEG, ...), ``.wav`` audio, ``.npy`` arrays
     (2-D: a lat-lon grid; 3-D: a shape volume, or ``[H, W, C]`` with ``kind="grid"``)."""
@@ -210,13 +145,7 @@ def read_signal(path: str | os.PathLike[str], kind: str | None = None) -> Signal
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     if suffix in IMAGE_SUFFIXES:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                arr = image_values(im, str(path))
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{path}: cannot read image ({e})") from e
+        arr = read_image(path)
         return Signal(torch.from_numpy(np.ascontiguousarray(arr)), "image")
     if suffix == ".wav":
         from weightspace.signals.audio import read_wav

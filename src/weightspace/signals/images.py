@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -314,18 +315,129 @@ def load_mnist_idx(root: str | os.PathLike[str], *, seed: int = 0, val_fraction:
                   classes=[str(c) for c in range(max(n_classes, 10))], scale=255.0, limit=limit)
 
 
+_TO_RGB = frozenset({"CMYK", "YCbCr", "LAB", "HSV", "RGBX"})  # colour models Pillow converts to RGB
+_WITH_ALPHA = {"LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "PA": "RGB"}  # mode -> mode without alpha
+
+
+def image_values(im: Any, name: str = "image") -> np.ndarray:
+    """Values ``[H, W, C]`` float32 in [0, 1] of a Pillow image, C = 1 (grey) or 3 (RGB), by mode:
+
+    - ``1`` (bilevel): 0 or 1; ``L``: level / 255; ``RGB``: level / 255 per channel;
+    - ``I;16`` (and ``I;16B``/``L``/``N``, 16-bit grey as PNG and TIFF store it): level / 65535,
+      so all 65536 levels stay distinct;
+    - ``I`` (32-bit integers, Pillow's mode for some 16-bit files): level / 65535 too; values
+      outside [0, 65535] (here or in a signed 16-bit mode) are refused, not clipped;
+    - ``F`` (32-bit float): taken as is when every value is finite and in [0, 1], else refused
+      (there is no one right scale for float pixels: rescale, or pass a ``.npy``);
+    - ``P`` (palette): the palette's RGB colours; ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: converted
+      to RGB by Pillow (no colour management);
+    - alpha (``LA``, ``RGBA``, ``PA``, a palette's or a colour key's transparency): a fully
+      opaque alpha channel is dropped (it holds no information); any other transparency is
+      refused with a message, since the codec stores grey or RGB and flattening onto some
+      background is the caller's choice.
+
+    Multi-frame files give their first frame. ``name`` is used in error messages (ValueError).
+    """
+    mode = im.mode
+    if mode == "P":  # a transparent palette index (or an alpha palette) becomes an alpha channel
+        alpha_palette = getattr(im.palette, "mode", "") == "RGBA"
+        im = im.convert("RGBA" if "transparency" in im.info or alpha_palette else "RGB")
+    elif mode in _TO_RGB:
+        im = im.convert("RGB")
+    elif mode in ("L", "RGB") and "transparency" in im.info:  # a colour key: that colour is transparent
+        im = im.convert("LA" if mode == "L" else "RGBA")
+    if im.mode in _WITH_ALPHA:
+        rgba = im.convert("LA" if _WITH_ALPHA[im.mode] == "L" else "RGBA")  # un-premultiplies La / RGBa
+        alpha = np.asarray(rgba.getchannel("A"))
+        if (alpha != 255).any():
+            raise ValueError(
+                f"{name}: a {mode} image with transparency ({(alpha != 255).mean():.1%} of pixels not opaque): "
+                "the codec stores grey or RGB; flatten it onto a background (or drop the alpha) first"
+            )
+        im = rgba.convert(_WITH_ALPHA[im.mode])
+    mode = im.mode
+    if mode == "1":
+        arr = np.asarray(im, dtype=bool).astype(np.float32)
+    elif mode in ("L", "RGB"):
+        arr = np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0
+    elif mode == "I" or mode.startswith("I;16"):
+        raw = np.asarray(im).astype(np.int64)
+        if raw.size and (raw.min() < 0 or raw.max() > 65535):  # 32-bit or signed 16-bit pixels
+            raise ValueError(
+                f"{name}: {mode} pixels span [{raw.min()}, {raw.max()}], outside the 16-bit range "
+                "[0, 65535] that is read as [0, 1]; save it as unsigned 16-bit, or as a .npy array"
+            )
+        arr = (raw / 65535.0).astype(np.float32)  # float64 first: exact levels, then one rounding
+    elif mode == "F":
+        arr = np.array(im, dtype=np.float32)  # a copy: Pillow's buffer is read-only
+        if not np.isfinite(arr).all() or (arr.size and (arr.min() < 0 or arr.max() > 1)):
+            lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if arr.size else (0.0, 0.0)
+            raise ValueError(
+                f"{name}: float pixels must be finite and in [0, 1] (they span [{lo:g}, {hi:g}]); "
+                "rescale them, or pass a .npy array (scaled by its own range)"
+            )
+    else:
+        raise ValueError(f"{name}: image mode {mode!r} is not supported (grey, RGB, palette, CMYK, 16-bit, float)")
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Values ``[H, W, C]`` float32 in [0, 1] of an image file, by :func:`image_values`.
+
+    Every failure is a ValueError naming the file: unreadable or truncated data, and images
+    above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS`` pixels), which are
+    refused from their header, before any pixel is decoded.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its limit; refuse there as well.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return image_values(im, str(path))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"{path}: refused, more than {limit:,} pixels (a decompression bomb, or an image "
+                         f"too large to fit: {e})") from e
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:  # SyntaxError: Pillow's parsers on bad headers
+        raise ValueError(f"{path}: cannot read image ({e})") from e
+
+
+def _as_mode(arr: np.ndarray, mode: str) -> np.ndarray:
+    """``[H, W, C]`` values as ``mode``: "L" (ITU-R 601-2 luma, Pillow's own weights) or "RGB"."""
+    if mode == "L" and arr.shape[-1] == 3:
+        return (arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+    if mode == "RGB" and arr.shape[-1] == 1:
+        return np.repeat(arr, 3, axis=-1)
+    return arr
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of ``[H, W, C]`` float values to ``size=(h, w)``, channel by channel in
+    Pillow's float mode, so 16-bit levels are not rounded to 8 bits first."""
+    from PIL import Image
+
+    planes = [np.asarray(Image.fromarray(arr[..., c]).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+              for c in range(arr.shape[-1])]
+    return np.clip(np.stack(planes, axis=-1), 0.0, 1.0)  # bilinear weights are convex; clip float round-off
+
+
 def load_image_folder(root: str | os.PathLike[str], size: tuple[int, int] | None = None, mode: str = "L", *,
                       seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
                       limit: int | None = None) -> ImageDataset:
     """Images under ``root/<class_name>/*.{png,jpg,jpeg,bmp,gif}``: ``[N, H, W, C]``, C=1 ("L") or 3 ("RGB").
 
-    Classes are the sub-folder names sorted, labelled ``0..K-1``; files are read
-    in sorted order and, if ``size=(h, w)`` is given, resized bilinearly. The
+    Classes are the sub-folder names sorted, labelled ``0..K-1``; files are read in sorted
+    order by :func:`read_image` (every Pillow mode scaled to [0, 1] without clipping: 16-bit
+    levels / 65535, palettes as their colours, opaque alpha dropped, real transparency
+    refused), made grey by ITU-R 601-2 luma or RGB by repeating a grey channel, and, if
+    ``size=(h, w)`` is given, resized bilinearly in float. The
     split and ``limit`` behave as for :func:`load_digits` (files are class-sorted,
     so ``limit`` samples by the seeded permutation, not file order).
     """
-    from PIL import Image, UnidentifiedImageError
-
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
     root = Path(root)
@@ -338,14 +450,9 @@ def load_image_folder(root: str | os.PathLike[str], size: tuple[int, int] | None
         raise ValueError(f"{root}: no images found in class sub-folders (suffixes {sorted(IMAGE_SUFFIXES)})")
     arrays: list[np.ndarray] = []
     for f, _ in files:
-        try:
-            with Image.open(f) as img:
-                img = img.convert(mode)  # for animated GIFs this keeps the first frame
-                if size is not None:
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{f}: cannot read image ({exc})") from exc
+        arr = _as_mode(read_image(f), mode)
+        if size is not None:
+            arr = _resize(arr, size)
         if arrays and arr.shape != arrays[0].shape:
             raise ValueError(f"{f}: size {arr.shape[:2]} differs from {arrays[0].shape[:2]} of "
                              f"{files[0][0]}; pass size=(h, w) to resize")
@@ -353,7 +460,7 @@ def load_image_folder(root: str | os.PathLike[str], size: tuple[int, int] | None
     labels = np.array([label for _, label in files], dtype=np.int64)
     split, perm = _random_split(len(files), seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     return _build(np.stack(arrays), labels, split, perm, name=f"folder:{root.resolve()}",
-                  classes=classes, scale=255.0, limit=limit)
+                  classes=classes, scale=1.0, limit=limit)
 
 
 def load_images(name_or_path: str | os.PathLike[str], **kw: object) -> ImageDataset:

@@ -48,7 +48,7 @@ def open_or_build_zoo(
     """Reuse a complete zoo made by the same recipe and data; otherwise build (or resume) it."""
     if (path / "zoo.json").exists():
         try:
-            zoo = Zoo.open(path)
+            zoo = Zoo.open(path, allow_incomplete=True)  # unfinished: resumed below
             prov = zoo.provenance
             if zoo.complete and prov.get("recipe") == recipe.to_dict() and prov.get("seed") == seed and prov.get("limit") == limit:
                 console.print(f"reusing cached zoo at {path} ({len(zoo)} INRs)")

@@ -5,8 +5,13 @@ signal), their seeds and their shards; a backend (`weightspace.zoo.backends`) fi
 shards; the builder writes each finished shard through `ZooWriter`, so a killed run
 resumes with whole shards kept and nothing fitted twice.
 
-Network order is copy-major: networks ``0 .. N-1`` are copy 0 of every signal (the
-one-per-signal zoo), then copy 1 of every training signal, and so on. Seeds:
+Network order: the plan is copy-major (copy 0 of every signal, then copy 1 of every
+training signal, and so on), and networks are fitted and numbered in a seeded random
+permutation of that plan (`fitting_order`), so the shards written so far are a uniform random
+sample of the zoo: a zoo stopped after two shards holds every class, not only the first two.
+A zoo started by an older version (no ``order`` in its provenance) resumes in the plan's own
+order. Seeds follow the signal and copy, not the position, so the order does not change any
+network's weights:
 
 - copy 0 of signal ``i``: ``seed * 1_000_000 + i`` (unchanged from the first zoo format);
 - copy ``c`` > 0: ``seed * 1_000_000 + i + c * 10**12`` (distinct for ``i`` < 10**6).
@@ -59,6 +64,28 @@ def plan_networks(
     return np.concatenate(sources).astype(np.int64), np.concatenate(copies)
 
 
+ORDER_RULE = "numpy.random.default_rng([seed, 0x0BDE5]).permutation(num_networks) of the copy-major plan"
+
+
+def fitting_order(num_networks: int, seed: int) -> np.ndarray:
+    """The positions of the copy-major plan in the order they are fitted and numbered."""
+    return np.random.default_rng([seed, 0x0BDE5]).permutation(num_networks)
+
+
+def _resumed_order(out: Path) -> str:
+    """``"shuffled"`` for a new zoo; for one being resumed, the order it was started with."""
+    meta = Path(out) / "zoo.json"
+    if not meta.is_file():
+        return "shuffled"
+    try:
+        import json
+
+        provenance = json.loads(meta.read_text()).get("provenance", {})
+    except (ValueError, OSError, AttributeError, RecursionError):
+        return "shuffled"  # a damaged zoo.json: the writer names the problem
+    return provenance.get("order", "source") if isinstance(provenance, dict) else "shuffled"
+
+
 def build_inr_zoo(
     dataset: SignalDataset,
     out: str | Path,
@@ -86,6 +113,10 @@ def build_inr_zoo(
     runner = make_backend(backend, ray_address)
     sources, copies = plan_networks(dataset.split, inrs_per_train_image)
     m = len(sources)
+    order = _resumed_order(Path(out))
+    if order == "shuffled":
+        perm = fitting_order(m, seed)
+        sources, copies = sources[perm], copies[perm]
     labels, split = dataset.labels.numpy(), np.asarray(dataset.split, dtype=object)
     seeds = np.array(
         [network_seed(seed, i, c) for i, c in zip(sources.tolist(), copies.tolist())], dtype=np.int64
@@ -104,6 +135,8 @@ def build_inr_zoo(
             "seed": seed,
             "seed_rule": SEED_RULE if inrs_per_train_image == 1 else COPY_SEED_RULE,
             "inrs_per_train_image": inrs_per_train_image,
+            "order": order,
+            **({"order_rule": ORDER_RULE} if order == "shuffled" else {}),
             "library": _version(),
             **(extra_provenance or {}),
         },
@@ -123,10 +156,8 @@ def build_inr_zoo(
             yield ShardTask(k, targets[sources[rows]], tuple(int(s) for s in seeds[rows]))
 
     done_before = m - sum(len(shard_rows(k)) for k in todo)
-    bar = tqdm(
-        total=m, initial=done_before, disable=not progress, desc=f"fitting INRs ({runner.name})", unit="net"
-    )
-    with closing(runner.run(job, tasks())) as results:
+    with tqdm(total=m, initial=done_before, disable=not progress, desc=f"fitting INRs ({runner.name})",
+              unit="net") as bar, closing(runner.run(job, tasks())) as results:  # the bar ends its line on errors too
         for res in results:
             rows = shard_rows(res.shard)
             writer.write_shard(
@@ -144,7 +175,6 @@ def build_inr_zoo(
             )
             bar.update(len(rows))
             bar.set_postfix(mean_psnr=f"{res.psnr.mean():.1f}dB")
-    bar.close()
     return writer.finalize()
 
 
@@ -154,4 +184,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["COPY_SEED_RULE", "SEED_RULE", "build_inr_zoo", "network_seed", "plan_networks"]
+__all__ = ["COPY_SEED_RULE", "ORDER_RULE", "SEED_RULE", "build_inr_zoo", "fitting_order", "network_seed", "plan_networks"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,13 +70,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _save_shard(tensors: dict[str, torch.Tensor], tmp: Path, meta: dict[str, str]) -> None:
+    """safetensors' `save_file`, with its I/O failures (a full disk) raised as the OSError they are:
+    safetensors reports them as a SafetensorError whose text carries the OS error number."""
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+    except OSError:
+        raise
+    except Exception as e:
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from e
+
+
 def _atomic_write(path: Path, write) -> None:
     """``write(tmp_path)`` then fsync and rename over ``path``: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a kill: give the half-written space back, keep the old file
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -259,7 +278,7 @@ class ZooWriter:
                 tensors[f"layers.{i}.bias"] = b[:, 0].detach().to("cpu", torch.float32).contiguous()
         meta = {"format": FORMAT_NAME, "shard": str(index), "ids": json.dumps(ids), "rows": json.dumps(rows)}
         meta["sha256"] = shard_digest(meta, {k: t.numpy() for k, t in tensors.items()})
-        _atomic_write(self.path / "shards" / shard_name(index), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        _atomic_write(self.path / "shards" / shard_name(index), lambda tmp: _save_shard(tensors, tmp, meta))
         self._rows[index] = rows
         self._entries[index] = {"index": index, "ids": ids, "sha256": meta["sha256"]}
         self._flush()
@@ -308,13 +327,15 @@ class Zoo:
         self._check_values = check_values  # values not verified at open: refuse NaN / inf as they are gathered
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, verify: str = "full", allow_nonfinite: bool = False) -> Zoo:
+    def open(cls, path: str | os.PathLike, *, verify: str = "full", allow_nonfinite: bool = False,
+             allow_incomplete: bool = False) -> Zoo:
         """Open the zoo at ``path`` after `weightspace.zoo.verify.verify_zoo` found no problem
         (else `ZooError` naming the first). ``verify="full"`` (default) checks the structure,
         every shard's content hash and that every value is finite (reads every byte once);
         ``"cheap"`` the structure only (zoo.json, table, shard headers), and then refuses
         NaN / inf in `weights` as networks are gathered. ``allow_nonfinite`` lets NaN / inf
-        through. A zoo written without content hashes opens with a `ZooWarning`."""
+        through. A zoo written without content hashes opens with a `ZooWarning`. A zoo whose
+        build has not finished is refused (`require_complete`) unless ``allow_incomplete``."""
         from weightspace.zoo.verify import verify_zoo
 
         if verify not in ("full", "cheap"):
@@ -327,7 +348,8 @@ class Zoo:
         table, listed = report.table, set(report.table["shard"].tolist())
         shards = {i: _map_shard(s.path, s.header, s.start, s.rows) for i, s in report.shards.items()
                   if i in listed}  # a shard not yet listed in the table is not part of the zoo
-        return cls(Path(path), report.meta, table, shards, check_values=not (full or allow_nonfinite))
+        zoo = cls(Path(path), report.meta, table, shards, check_values=not (full or allow_nonfinite))
+        return require_complete(zoo, allow_incomplete)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -394,6 +416,12 @@ class Zoo:
         pos = np.arange(len(self)) if split is None else self.split(split)
         return self.weights(pos), self.table.iloc[pos].reset_index(drop=True)
 
+    def to_hf(self, split: str | None = None):
+        """The networks (of ``split``) as a Hugging Face `datasets.Dataset` (`weightspace.zoo.export`)."""
+        from weightspace.zoo.export import to_hf
+
+        return to_hf(self, split, allow_incomplete=True)  # opening already decided about completeness
+
     def info(self) -> dict[str, Any]:
         """A summary for people: spec, counts, splits, columns, provenance."""
         splits = self.table["split"].value_counts().to_dict() if "split" in self.table.columns else {}
@@ -407,6 +435,22 @@ class Zoo:
             "columns": {c: str(t) for c, t in self.table.dtypes.items()},
             "provenance": self.provenance,
         }
+
+
+def require_complete(zoo: Zoo, allow_incomplete: bool = False) -> Zoo:
+    """``zoo`` if its build finished (or ``allow_incomplete``), else `ZooError` saying how much is there.
+
+    A half-built zoo is a biased sample when its build order is not shuffled (older zoos were
+    fitted class by class), and always a smaller one than its recipe says; readers use one only
+    when asked (``--allow-incomplete``)."""
+    if zoo.complete or allow_incomplete:
+        return zoo
+    planned = zoo.meta.get("num_networks")
+    size = int(zoo.meta.get("shard_size") or 1)
+    of = f" of {planned} networks planned are written ({len(zoo._shards)} of {-(-int(planned) // size)} shards)" \
+        if planned else " networks are written so far"
+    raise ZooError(zoo.path, f"incomplete: {len(zoo)}{of}; finish it by running its build command again "
+                             "(it resumes), or pass --allow-incomplete (allow_incomplete=True) to use what is there")
 
 
 def assign_splits(n: int, fractions: Mapping[str, float], *, seed: int) -> np.ndarray:
