@@ -85,9 +85,24 @@ class _Map(nn.Module):
         return sum(p.shape[1] for p in self.w.values())
 
     def forward(self, feats: dict[str, Tensor]) -> Tensor:
-        # one matmul over the concatenated blocks, as the reference's single conv does
-        x = torch.cat([feats[k] for k in self.w], dim=1)
-        weight = torch.cat(list(self.w.values()), dim=1)
+        # one matmul over the concatenated blocks, as the reference's single conv does; a map of one
+        # block (the middle layers' W_i -> W'_i, [B, C, n, n]) uses its input as it is: concatenating
+        # one tensor copies it, 67 MB a layer at 512 channels, batch 32
+        if len(self.w) == 1:
+            (key, weight), = self.w.items()
+            x = feats[key]
+        elif next(iter(feats.values())).dim() == 2:
+            # global features [B, F_k] into wide maps (up to 1024 x 5120 at 512 channels): one matmul
+            # per block, so no concatenated copy of the weight is made forward and split backward
+            blocks = iter(self.w.items())
+            key, weight = next(blocks)
+            y = nn.functional.linear(feats[key], weight, self.bias)
+            for key, weight in blocks:
+                y = y.addmm(feats[key], weight.t())
+            return y
+        else:
+            x = torch.cat([feats[k] for k in self.w], dim=1)
+            weight = torch.cat(list(self.w.values()), dim=1)
         # channel mixing as the reference runs it (1x1 convolutions over the positions): a
         # channels-last matmul instead ran at ~0.6x the reference's speed at 512 channels
         if x.dim() == 4:
