@@ -74,6 +74,7 @@ def test_train_classifiers_and_predict(tmp_path):
                             "--out", str(tmp_path / "fig"), "--device", "cpu", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "kendall_tau" in r.output and (tmp_path / "fig" / "test_accuracy_statnn.png").exists()
+    assert "test networks: Kendall tau varies by about" in " ".join(r.output.split())  # a few test runs only
     r = runner.invoke(app, ["predict", str(out), "--target", "nope"])
     assert r.exit_code == 2 and "no column 'nope'" in " ".join(r.output.split())
     r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(tmp_path / "x"), "--recipe", "resnet"])

@@ -194,3 +194,17 @@ def test_help_does_not_import_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_quiet_turns_every_progress_bar_off(tmp_path) -> None:
+    """`weightspace --quiet` prints results and nothing on stderr (a fresh process: the switch is
+    an environment variable that Ray workers inherit too)."""
+    env = {k: v for k, v in os.environ.items() if k != "WEIGHTSPACE_QUIET"}
+    for quiet in (True, False):
+        out = tmp_path / f"z{quiet}"
+        args = [sys.executable, "-m", "weightspace.cli", *(["--quiet"] if quiet else []), "zoo", "fit-inrs",
+                "--dataset", "digits", "--limit", "4", "--steps", "5", "-o", str(out)]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, check=False)
+        assert r.returncode == 0, r.stderr
+        assert "wrote 12 INRs" in r.stdout
+        assert ("fitting INRs" in r.stderr) != quiet, r.stderr

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from weightspace import cli_hyperrep
-from weightspace.cli_checks import ALLOW_INCOMPLETE, guard
+from weightspace.cli_checks import ALLOW_INCOMPLETE, guard, lightning, set_quiet, torch_device
 from weightspace.cli_checks import fail as _fail
 from weightspace.cli_checks import main as run_app
 
@@ -18,6 +18,14 @@ zoo_app = typer.Typer(no_args_is_help=True, help="Build and inspect zoos (datase
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(cli_hyperrep.app, name="hyperrep")
 console = Console()
+
+
+@app.callback()
+def _root(quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars (scripts, logs); results and "
+                                     "errors still print")) -> None:
+    """Neural networks as data."""
+    if quiet:
+        set_quiet()
 
 
 @zoo_app.command("info")
@@ -93,7 +101,7 @@ def zoo_fit_inrs(
     inrs_per_train_image: int = typer.Option(1, help="INRs per training signal, from different seeds (NFN: 10)"),
     seed: int = typer.Option(0),
     shard_size: int = typer.Option(256),
-    device: str = typer.Option("cpu"),
+    device: str = typer.Option("cpu"),  # cpu by default: the native kernel is the fastest fitter here
     backend: str = typer.Option("local", help="local | ray (shards as Ray tasks)"),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)"),
 ) -> None:
@@ -108,7 +116,8 @@ def zoo_fit_inrs(
         rec = get_recipe(recipe, **({"steps": steps} if steps is not None else {}))
         data = load_signals(dataset, kind=kind, seed=seed, **options)
         zoo = build_inr_zoo(
-            data, out, rec, seed=seed, shard_size=shard_size, device=device, inrs_per_train_image=inrs_per_train_image,
+            data, out, rec, seed=seed, shard_size=shard_size, device=torch_device(device),
+            inrs_per_train_image=inrs_per_train_image,
             backend=backend, ray_address=ray_address,
             extra_provenance={"source": source_record(dataset, kind=kind, seed=seed, **options)},
         )
@@ -219,7 +228,7 @@ def train(
     batch_size: int | None = typer.Option(None, help="training batch size (default: the preset's, else 32)"),
     lr: float | None = typer.Option(None, help="learning rate (default: the preset's, else 1e-3)"),
     seed: int = typer.Option(0, help="seeds the model's initialisation, the data order and the augmentation"),
-    augment: str | None = typer.Option(None, help="training-batch augmentations joined by '+': permutation, sign, scale "
+    augment: str | None = typer.Option(None, help="training-batch augmentations joined by '+' (or ','): permutation, sign, scale "
                                        "(random symmetries), affine (rotate/scale/shift an image INR's domain), noise, "
                                        "dropout; '' for none (default: the preset's, else none)"),
     mixup: float | None = typer.Option(None, help="weight-space mixup of aligned pairs with Beta(a, a) weights"),
@@ -232,6 +241,7 @@ def train(
                                     "model.json), metrics.csv, run.json, a checkpoint each epoch"),
     resume: bool = typer.Option(False, "--resume", help="continue the killed run in --out (same settings)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in --out"),
+    device: str = typer.Option("auto"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train an invariant model to classify the networks of a zoo; report test accuracy."""
@@ -250,7 +260,8 @@ def train(
             raise ValueError("--resume and --overwrite need --out")
         zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
         config, aug_text = recipe(model, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                  seed=seed, progress=progress, compile=compile, max_minutes=max_minutes, augment=augment)
+                                  seed=seed, progress=progress, compile=compile, max_minutes=max_minutes, augment=augment,
+                                  **lightning(device))
         try:
             aug = parse_augmentation(aug_text)
         except ValueError as e:
@@ -326,6 +337,7 @@ def edit(
     seed: int = typer.Option(0),
     figure: Path | None = typer.Option(None, "--figure", help="write input / target / edited images here"),
     progress: bool = typer.Option(True),
+    device: str = typer.Option("auto"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train a weight-to-weight model to dilate the zoo's INRs; report test MSE."""
@@ -335,7 +347,8 @@ def edit(
 
     try:
         zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
-        res = edit_zoo(zoo, model, config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress))
+        res = edit_zoo(zoo, model, config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                                                     **lightning(device)))
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
     console.print(f"{model}: test MSE {res.test_mse:.5f} (no edit: {res.identity_mse:.5f}), {res.num_params:,} parameters")

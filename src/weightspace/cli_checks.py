@@ -53,6 +53,9 @@ class Rule:
         """The problem with ``value`` as one phrase starting with ``flag``, or None."""
         if value is None or self.kind == "free":
             return None
+        if self.kind == "device":
+            ok = value in DEVICES or (isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit())
+            return None if ok else f"{flag} must be one of {', '.join(DEVICES)} or cuda:N (got {value!r})"
         if self.kind in ("int", "float"):
             return self._number(flag, value)
         return _path_problem(flag, Path(value), self)
@@ -69,6 +72,25 @@ class Rule:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 2**63 else f"{x:g}"
+
+
+DEVICES = ("auto", "cpu", "cuda", "gpu")  # gpu: a synonym of cuda (Lightning's name)
+
+
+def torch_device(device: str) -> str:
+    """A checked ``--device`` as a torch device: auto is cuda when one is available, else cpu."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device == "gpu" else device
+
+
+def lightning(device: str) -> dict[str, Any]:
+    """A checked ``--device`` as Lightning's ``accelerator`` and ``devices`` (`TrainConfig` fields)."""
+    kind, _, index = device.partition(":")
+    accel = {"cuda": "gpu", "gpu": "gpu"}.get(kind, kind)
+    return {"accelerator": accel, "devices": [int(index)] if index else 1}
 
 
 COUNT = Rule("int", 1)  # a number of things: at least one
@@ -98,6 +120,7 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(["weight_decay", "kd_weight", "feature_weight", "contrastive_weight", "noise"], NONNEG_REAL),
     "erase": Rule("float", 0, 0.999),  # a fraction of tokens erased: all of them leaves nothing to learn from
     "top": FRACTION,
+    "device": Rule("device"),
     # paths read
     **dict.fromkeys(["zoo_path", "path", "root", "run_dir", "networks", "model_path", "predictor", "input", "file",
                      "base", "splits", "functaset", "nern fit:model", "functa encode:model", "functa sample:model",
@@ -145,6 +168,17 @@ COMMON_HELP: dict[str, str] = {
     "omega": "SIREN frequency factor omega_0 of the first layer",
     "inner_steps": "inner-loop gradient steps on each latent",
 }
+
+
+QUIET = False  # set by the top-level --quiet: no progress bars anywhere
+
+
+def set_quiet() -> None:
+    """No progress bars: every command's ``progress`` becomes False (`checked`), and the switch
+    every bar obeys (`weightspace._progress`) is set for the bars of commands without that option."""
+    global QUIET
+    QUIET = True
+    os.environ["WEIGHTSPACE_QUIET"] = "1"
 
 
 def fill_help(callback: Callable) -> None:
@@ -236,6 +270,8 @@ def checked(command: str, callback: Callable) -> Callable:
                 problems.append(problem)
         if problems:
             fail("; ".join(problems))
+        if QUIET and "progress" in kwargs:
+            kwargs["progress"] = False
         for name, value in kwargs.items():  # a file's missing parent folders: made now, not after the work
             rule = rule_for(command, name)
             if value is not None and rule is not None and rule.kind == "out_file":

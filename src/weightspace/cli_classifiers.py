@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from weightspace.cli_checks import ALLOW_INCOMPLETE
+from weightspace.cli_checks import ALLOW_INCOMPLETE, lightning, torch_device
 from weightspace.cli_checks import fail as _fail
 
 console = Console()
@@ -45,7 +45,7 @@ def train_classifiers(
             cps = tuple(sorted({c for c in get_zoo_recipe(recipe).checkpoints if c <= epochs} | {epochs}))
         rec = get_zoo_recipe(recipe, epochs=epochs, checkpoints=cps, batch_size=batch_size)
         zoo = build_classifier_zoo(dataset, out, rec, num_runs=runs, seed=seed, n_train=n_train, n_test=n_test,
-                                   runs_per_shard=runs_per_shard, device=device, backend=backend,
+                                   runs_per_shard=runs_per_shard, device=torch_device(device), backend=backend,
                                    ray_address=ray_address)
     except (ValueError, FileNotFoundError, ZooError, ImportError) as e:
         _fail(str(e))
@@ -65,7 +65,7 @@ def predict(
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
     out: Path | None = typer.Option(None, help="folder for the predicted-vs-true figure (per model)"),
-    device: str = typer.Option("auto", help="auto | cpu | gpu"),
+    device: str = typer.Option("auto"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
@@ -76,11 +76,17 @@ def predict(
 
     try:
         zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, accelerator=device, progress=progress)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **lightning(device), progress=progress)
         results = [predict_property(zoo, m, target, config=config) for m in model]
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
     console.print(f"predicting {target} on the test runs of {zoo_path}:")
+    n_test = results[0].n_test if results else 0
+    if results and results[0].kind == "regression" and n_test < 30:
+        # the spread of tau for unrelated rankings of n points: sqrt(2 (2n + 5) / (9 n (n - 1)))
+        se = (2 * (2 * n_test + 5) / (9 * n_test * (n_test - 1))) ** 0.5 if n_test > 1 else float("inf")
+        console.print(f"[yellow]warning:[/yellow] {n_test} test networks: Kendall tau varies by about +/-{se:.2f} "
+                      "on so few points, and R2 as much; use a larger zoo before citing these", soft_wrap=True)
     for r in results:
         console.print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.row().items()))
         if out is not None and r.kind == "regression":

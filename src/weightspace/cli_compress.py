@@ -41,6 +41,7 @@ def compress_cmd(
     refine_steps: Annotated[int, typer.Option(help="COIN++ patch base: Adam steps on the latents after the inner loop")] = 0,
     search: Annotated[int, typer.Option(help="COIN++ latent-pyramid base: fits of the rate search")] = 6,
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
+    progress: Annotated[bool, typer.Option(help=COMMON_HELP["progress"])] = True,
 ) -> None:
     """Compress a signal file to a target rate (--bpp) or quality (--psnr)."""
     from weightspace.compress.codec import compress
@@ -54,6 +55,7 @@ def compress_cmd(
         res = compress(
             signal, method=method, bpp=bpp, psnr_target=psnr, base=_load_base(base),
             coin_config=CoinConfig(steps=steps, bits=bits, seed=seed), refine_steps=refine_steps, search=search,
+            progress=progress,
         )
     except ValueError as e:
         _fail(str(e))

@@ -151,7 +151,10 @@ class _Module(L.LightningModule):
             try:
                 return self._run(batch, "train", compiled)
             except torch._dynamo.exc.TorchDynamoException as err:  # the compiler failed, not the model
-                warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); training eagerly", stacklevel=1)
+                # one readable line: a failing C++ build puts its whole command line in the message
+                first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "")
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {first[:120]}); training eagerly "
+                              "(the time spent compiling counts against --max-minutes)", stacklevel=1)
                 self.__dict__["_compiled"] = None
         return self._run(batch, "train")
 

@@ -220,3 +220,16 @@ def test_too_few_latent_updates_per_crop_warns() -> None:
     config = pyramid.PyramidConfig(axes=2, channels=1, levels=2, hidden=4, conv=2, context=2)
     with pytest.warns(UserWarning, match="only 2 updates"):
         pyramid.train_pyramid_base(torch.rand(40, 8, 8, 1), "image", config, pyramid.TrainConfig(steps=5, batch_size=16))
+
+
+def test_rate_search_shows_progress_per_step(capsys) -> None:
+    from weightspace.compress.codec import compress
+    from weightspace.compress.fuzz import fuzz_pyramid_base
+
+    base = fuzz_pyramid_base()
+    signal = Signal(torch.rand(8, 8, 1, generator=torch.Generator().manual_seed(0)), "image")
+    res = compress(signal, method="coin++", base=base, bpp=4.0, search=2, fit_steps=5, progress=True)
+    err = capsys.readouterr().err
+    assert "rate search" in err and "10/10" in err and "fit=2/2" in err and res.bpp > 0
+    compress(signal, method="coin++", base=base, bpp=4.0, search=2, fit_steps=5)
+    assert "rate search" not in capsys.readouterr().err  # off unless asked

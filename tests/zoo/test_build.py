@@ -152,3 +152,19 @@ def test_a_zoo_started_in_source_order_resumes_in_source_order(tmp_path, monkeyp
     again = build_inr_zoo(data, tmp_path / "old", RECIPE, shard_size=3, progress=False)
     assert again.table["source_index"].tolist() == list(range(len(data)))
     assert all(torch.equal(a, b) for a, b in zip(first.tensors(), again.weights().tensors()))
+
+
+def test_progress_moves_every_step_and_ends_at_the_total(tmp_path, capsys) -> None:
+    """The build's bar counts INR-steps and moves after every optimiser step of a local fit (not
+    once per shard); `fit_inrs` reports each step's networks, early stoppers included."""
+    from weightspace.zoo.fit_inr import fit_inrs
+
+    data = load_digits(limit=2)
+    calls = []
+    res = fit_inrs(data.coordinates(), data.targets()[:3], RECIPE, [0, 1, 2], on_step=calls.append)
+    taken = [min(int(s) + 1, RECIPE.steps) for s in res.steps]  # a network stopping at step s stepped s + 1 times
+    assert len(calls) == max(taken) and sum(calls) == sum(taken) and calls[0] == 3
+    build_inr_zoo(data, tmp_path / "z", RECIPE, shard_size=4, progress=True)
+    err = capsys.readouterr().err
+    assert "INR-step" in err and f"networks={len(data)}/{len(data)}" in err
+    assert err.count("networks=") >= 2  # one update per shard at least, besides the per-step moves

@@ -92,3 +92,18 @@ def test_ray_backend_equals_local(tmp_path, zoo: Zoo, digits, monkeypatch) -> No
     assert remote.table.equals(zoo.table)
     for a, b in zip(remote.weights().tensors(), zoo.weights().tensors()):
         assert torch.equal(a, b)
+
+
+def test_progress_counts_run_steps_to_the_total(tmp_path, digits, capsys) -> None:
+    """The bar moves after every optimiser step (run-steps), not once per shard, and ends at
+    runs x epochs x steps per epoch."""
+    from weightspace.zoo.population import steps_per_epoch
+
+    build_classifier_zoo(digits, tmp_path / "z", RECIPE, **{**KW, "progress": True})
+    err = capsys.readouterr().err
+    total = KW["num_runs"] * RECIPE.epochs * steps_per_epoch(KW["n_train"], RECIPE.batch_size)
+    import re
+
+    assert re.search(rf"\b{total}(\.0)?/{total}(\.0)? ", err), err[-300:]  # unit_scale writes 60 as 60.0
+    assert f"runs={KW['num_runs']}/{KW['num_runs']}" in err
+    assert err.count("run-step") > 1 + KW["num_runs"] // KW["runs_per_shard"]  # it moved within the shards

@@ -23,10 +23,11 @@ the whole file (container and header included).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from weightspace._progress import disabled
 from weightspace.compress import basefile, coin, coinpp, pyramid
 from weightspace.compress.format import CodecError, pack, unpack
 from weightspace.compress.signal import Signal
@@ -74,19 +75,23 @@ def compress(
     refine_steps: int = 0,
     search: int = 6,
     fit_steps: int | None = None,
+    progress: bool = False,
 ) -> Compressed:
-    """Compress ``signal`` to a target rate (``bpp``) or quality (``psnr_target``), exactly one given."""
+    """Compress ``signal`` to a target rate (``bpp``) or quality (``psnr_target``), exactly one given.
+    ``progress``: bars with rate and ETA over the fits (COIN: each fit and its quantisation-aware
+    fine-tuning; the latent pyramid: every step of every fit of the rate search)."""
     if (bpp is None) == (psnr_target is None):
         raise ValueError("give exactly one of bpp and psnr_target")
     if bpp is not None and not bpp > 0:
         raise ValueError(f"bpp must be positive, got {bpp}")
     if method == "coin":
-        return _compress_coin(signal, bpp, psnr_target, coin_config or coin.CoinConfig())
+        config = coin_config or coin.CoinConfig()
+        return _compress_coin(signal, bpp, psnr_target, replace(config, progress=config.progress or progress))
     if method == "coin++":
         if base is None:
             raise ValueError("COIN++ needs a base network (train one with `weightspace compress-base`)")
         if isinstance(base, pyramid.PyramidBase):
-            return _compress_pyramid(signal, base, bpp, psnr_target, search, fit_steps)
+            return _compress_pyramid(signal, base, bpp, psnr_target, search, fit_steps, progress)
         return _compress_coinpp(signal, base, bpp, psnr_target, refine_steps)
     raise ValueError(f"unknown method {method!r}; expected 'coin' or 'coin++'")
 
@@ -140,18 +145,23 @@ LAMBDA_START = 0.01
 
 def _compress_pyramid(
     signal: Signal, base: pyramid.PyramidBase, bpp: float | None, target: float | None, search: int,
-    fit_steps: int | None,
+    fit_steps: int | None, progress: bool = False,
 ) -> Compressed:
     if not isinstance(search, int) or search < 1:
         raise ValueError(f"search must be a positive number of fits, got {search!r}")
+    from tqdm.auto import tqdm
+
     lo, hi = (math.log(v) for v in LAMBDA_RANGE)
     log_lam = math.log(LAMBDA_START)
     fits: list[Compressed] = []
-    for _ in range(search):
-        z = pyramid.fit_latents(signal, base, math.exp(log_lam), steps=fit_steps)
+    steps = base.fit_steps if fit_steps is None else fit_steps
+    bar = tqdm(total=search * steps, disable=disabled(progress), unit="step", desc="rate search")
+    for k in range(search):
+        z = pyramid.fit_latents(signal, base, math.exp(log_lam), steps=fit_steps, on_step=lambda: bar.update(1))
         header, payload, values = pyramid.encode(signal, base, z)
         res = _result("coin++pyramid", signal, header, payload, values, False)
         fits.append(res)
+        bar.set_postfix(fit=f"{k + 1}/{search}", bpp=f"{res.bpp:.3f}", psnr=f"{res.psnr:.2f}dB")
         met = res.bpp <= bpp if bpp is not None else res.psnr >= target
         # within budget (or above the quality): spend more bits, i.e. lower lambda; else raise it
         if (met and bpp is not None) or (not met and target is not None):
@@ -159,6 +169,7 @@ def _compress_pyramid(
         else:
             lo = log_lam
         log_lam = (lo + hi) / 2
+    bar.close()
     if bpp is not None:
         ok = [f for f in fits if f.bpp <= bpp]
         best = max(ok, key=lambda f: f.psnr) if ok else min(fits, key=lambda f: f.bpp)

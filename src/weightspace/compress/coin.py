@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from weightspace._progress import disabled
 from weightspace.compress.format import CodecError
 from weightspace.compress.quantize import (
     check_bits,
@@ -127,7 +128,10 @@ def finetune_quantized(w: Weights, signal: Signal, config: CoinConfig) -> Weight
     opt = torch.optim.Adam(params, lr=config.qat_lr)
     coords, y = signal.coordinates(), signal.flat()[None]
     best, best_loss = [p.detach().clone() for p in params], float("inf")
-    for step in range(config.qat_steps + 1):
+    from tqdm.auto import tqdm
+
+    for step in tqdm(range(config.qat_steps + 1), disable=disabled(config.progress), leave=False,
+                     desc=f"{config.bits}-bit fine-tuning", unit="step"):
         fq = _weights(w.spec, [fake_quantize(p, config.bits) for p in params])
         loss = (forward(fq, coords) - y).square().mean()  # exactly the quantised network's loss
         if float(loss.detach()) < best_loss:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from weightspace._progress import disabled
 from weightspace.compress import basefile
 from weightspace.compress.format import CodecError
 from weightspace.compress.signal import KIND_AXES, Signal
@@ -289,7 +290,7 @@ def train_pyramid_base(
                             {"params": latents, "lr": train.latent_lr}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, train.steps))
     steps = range(train.steps)
-    if train.progress:
+    if not disabled(train.progress):
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="pyramid base", unit="step")
@@ -320,13 +321,16 @@ def _quantised(latents: Sequence[Tensor], noisy: bool, generator: torch.Generato
     return [y + (torch.round(y) - y).detach() for y in latents]
 
 
-def fit_latents(signal: Signal, base: PyramidBase, lam: float, steps: int | None = None, seed: int = 0) -> list[Tensor]:
-    """Integer latents (finest first, ``[1, 1, *level_shape]``) of ``signal`` at rate weight ``lam``."""
-    return [y[:1] for y in fit_latents_many([signal], base, lam, steps, seed)]
+def fit_latents(signal: Signal, base: PyramidBase, lam: float, steps: int | None = None, seed: int = 0,
+                on_step: Callable[[], None] | None = None) -> list[Tensor]:
+    """Integer latents (finest first, ``[1, 1, *level_shape]``) of ``signal`` at rate weight ``lam``;
+    ``on_step()`` after every optimiser step (a progress bar)."""
+    return [y[:1] for y in fit_latents_many([signal], base, lam, steps, seed, on_step=on_step)]
 
 
 def fit_latents_many(
-    signals: Sequence[Signal], base: PyramidBase, lam: float, steps: int | None = None, seed: int = 0
+    signals: Sequence[Signal], base: PyramidBase, lam: float, steps: int | None = None, seed: int = 0,
+    on_step: Callable[[], None] | None = None,
 ) -> list[Tensor]:
     """Latents ``[B, 1, *level_shape]`` of equal-shape ``signals``, fitted side by side. Each
     signal's loss is summed, not averaged, and Adam acts elementwise, so signal ``i``'s
@@ -360,6 +364,8 @@ def fit_latents_many(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if on_step is not None:
+            on_step()
     return [torch.round(y.detach()).clamp_(-MAX_LEVEL_VALUE, MAX_LEVEL_VALUE) for y in latents]
 
 

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from weightspace._progress import disabled
 from weightspace.core.functional import forward
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
@@ -149,7 +150,7 @@ def fit_hyperinr(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     code_opt = torch.optim.SparseAdam(codes.parameters(), lr=config.code_lr)
     history, running = [], 0.0
-    for step in tqdm(range(config.steps), disable=not progress, desc="hyperinr fit", leave=False):
+    for step in tqdm(range(config.steps), disable=disabled(progress), desc="hyperinr fit", leave=False):
         idx = torch.randint(n, (min(config.batch_size, n),), generator=g)
         pts = _sample_points(p, config.points_per_step, g)
         x, y = (coords, values[idx]) if pts is None else (coords[pts], values[idx][:, pts])
@@ -196,7 +197,7 @@ def encode_codes(
         q.requires_grad_(False)
     try:
         out = []
-        for i in tqdm(range(0, len(values), chunk), disable=not progress, desc="hyperinr encode", leave=False):
+        for i in tqdm(range(0, len(values), chunk), disable=disabled(progress), desc="hyperinr encode", leave=False):
             y = values[i : i + chunk]
             z = torch.zeros(len(y), cfg.code_dim, requires_grad=True)
             opt = torch.optim.Adam([z], lr=lr)  # elementwise: each code its own Adam

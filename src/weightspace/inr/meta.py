@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from weightspace._progress import disabled
 from weightspace.inr.modulated import ModulatedSiren, psnr
 
 
@@ -117,7 +118,7 @@ def meta_train(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     losses: list[float] = []
     psnrs: list[float] = []
-    bar = tqdm(range(config.steps), disable=not config.progress, desc="meta-train", leave=False)
+    bar = tqdm(range(config.steps), disable=disabled(config.progress), desc="meta-train", leave=False)
     for _ in bar:
         idx = torch.randperm(n, generator=g)[: config.batch_size]
         y = targets[idx]

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
-from weightspace.models.dws_light import LayerBatchNorm, filled_spec, restore_spec
+from weightspace.models.dws_light import LayerBatchNorm, filled_spec
 from weightspace.models.registry import Preset, register_model, register_preset
 
 __all__ = ["DWSLayer", "DWSInvariantHead", "DWSClassifier", "to_sets", "from_sets", "permuted_sets"]

@@ -14,10 +14,10 @@ from torch import nn
 
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
+from weightspace.models import nfn_layers
 from weightspace.models.dws import DWSLayer
 from weightspace.models.dws_light import ChannelNorm, EquivariantLayer, filled_spec, restore_spec
 from weightspace.models.nfn import GaussianFourierFeatures, IOSinusoidalEncoding
-from weightspace.models import nfn_layers
 from weightspace.models.nfn_layers import HNPLinear, NPLinear
 from weightspace.models.registry import register_model
 

@@ -41,8 +41,16 @@ from torch import Tensor, nn
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.models.graph_features import (
-    GraphInput, GraphLimits, NeuralGraph, dense_features, layer_sizes, names, scatter_count, scatter_extreme,
-    scatter_sum, split_linear,
+    GraphInput,
+    GraphLimits,
+    NeuralGraph,
+    dense_features,
+    layer_sizes,
+    names,
+    scatter_count,
+    scatter_extreme,
+    scatter_sum,
+    split_linear,
 )
 from weightspace.models.registry import Preset, register_model, register_preset
 

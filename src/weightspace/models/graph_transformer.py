@@ -38,7 +38,12 @@ from torch import Tensor, nn
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.models.graph_features import (
-    GraphInput, GraphLimits, NeuralGraph, dense_features, scatter_softmax, scatter_sum,
+    GraphInput,
+    GraphLimits,
+    NeuralGraph,
+    dense_features,
+    scatter_softmax,
+    scatter_sum,
 )
 from weightspace.models.registry import Preset, register_model, register_preset
 

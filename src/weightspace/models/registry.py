@@ -101,7 +101,18 @@ def resolve(name: str, **config) -> tuple[str, dict[str, Any], Preset | None]:
 def _ensure_loaded() -> None:
     # importing the model modules runs their @register_model decorators
     from weightspace.models import (  # noqa: F401
-        dws, dws_light, editors, graph, graph_light, graph_transformer, mlp, nfn, probe, scalegmn, statnn, transformer,
+        dws,
+        dws_light,
+        editors,
+        graph,
+        graph_light,
+        graph_transformer,
+        mlp,
+        nfn,
+        probe,
+        scalegmn,
+        statnn,
+        transformer,
     )
 
 

@@ -58,14 +58,16 @@ class ShardResult:
     seconds: float  # wall time of the fit, where it ran
 
 
-def fit_shard(job: FitJob, task: ShardTask) -> ShardResult:
-    """Fit one shard in batches of ``job.batch_size`` networks (the work unit of every backend)."""
+def fit_shard(job: FitJob, task: ShardTask, on_step: Callable[[int], None] | None = None) -> ShardResult:
+    """Fit one shard in batches of ``job.batch_size`` networks (the work unit of every backend);
+    ``on_step`` as in `fit_inrs` (a local run's progress bar; Ray tasks report per shard)."""
     start = time.perf_counter()
     parts = []
     for lo in range(0, len(task.seeds), job.batch_size):
         hi = lo + job.batch_size
         parts.append(
-            fit_inrs(job.coords, task.targets[lo:hi], job.recipe, task.seeds[lo:hi], device=job.device)
+            fit_inrs(job.coords, task.targets[lo:hi], job.recipe, task.seeds[lo:hi], device=job.device,
+                     on_step=on_step)
         )
     return ShardResult(
         task.shard,

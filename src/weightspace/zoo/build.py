@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from weightspace._progress import disabled
 from weightspace.inr.siren import SirenRecipe
 from weightspace.signals.base import SignalDataset, signal_provenance
-from weightspace.zoo.backends import Backend, FitJob, ShardTask, make_backend
+from weightspace.zoo.backends import Backend, FitJob, ShardTask, fit_shard, make_backend
 from weightspace.zoo.fit_inr import auto_batch_size
 from weightspace.zoo.store import Zoo, ZooWriter
 
@@ -156,8 +158,21 @@ def build_inr_zoo(
             yield ShardTask(k, targets[sources[rows]], tuple(int(s) for s in seeds[rows]))
 
     done_before = m - sum(len(shard_rows(k)) for k in todo)
-    with tqdm(total=m, initial=done_before, disable=not progress, desc=f"fitting INRs ({runner.name})",
-              unit="net") as bar, closing(runner.run(job, tasks())) as results:  # the bar ends its line on errors too
+    # The bar counts INR-steps (networks x optimiser steps), moved after every step of a local fit,
+    # so it shows a rate and an ETA from the first seconds; networks that stop early at the
+    # recipe's PSNR give their unused steps back when their shard is written.
+    steps = recipe.steps
+    bar = tqdm(total=m * steps, initial=done_before * steps, disable=disabled(progress), unit="INR-step", unit_scale=True,
+               desc=f"fitting INRs ({runner.name})")
+    moved = [0]  # INR-steps reported for the shard being fitted
+
+    def on_step(k: int) -> None:
+        moved[0] += k
+        bar.update(k)
+
+    work = partial(fit_shard, on_step=on_step) if runner.name == "local" else fit_shard
+    written = done_before
+    with bar, closing(runner.run(job, tasks(), work)) as results:  # the bar ends its line on errors too
         for res in results:
             rows = shard_rows(res.shard)
             writer.write_shard(
@@ -173,8 +188,10 @@ def build_inr_zoo(
                     "seed": seeds[rows].tolist(),
                 },
             )
-            bar.update(len(rows))
-            bar.set_postfix(mean_psnr=f"{res.psnr.mean():.1f}dB")
+            bar.update(len(rows) * steps - moved[0])
+            moved[0] = 0
+            written += len(rows)
+            bar.set_postfix(networks=f"{written}/{m}", mean_psnr=f"{res.psnr.mean():.1f}dB")
     return writer.finalize()
 
 

@@ -8,7 +8,7 @@ networks from the batch. No Python loop runs over networks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +17,7 @@ from torch.optim.adam import adam as functional_adam
 from tqdm.auto import tqdm
 
 from weightspace._malloc import keep_freed_memory
+from weightspace._progress import disabled
 from weightspace.core.functional import forward
 from weightspace.core.weights import Weights
 from weightspace.inr.siren import SirenRecipe
@@ -99,6 +100,7 @@ def fit_inrs(
     device: str | torch.device = "cpu",
     progress: bool = False,
     use_autograd: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Fit one INR per signal.
 
@@ -106,7 +108,8 @@ def fit_inrs(
     (mapped to the recipe's target range here); seeds: ``n`` initialisation seeds.
     Sine MLPs (both published recipes) use the hand-written gradient of
     `weightspace.zoo.siren_grad` unless ``use_autograd`` (the reference path, kept for tests
-    and for other specs).
+    and for other specs). ``on_step(k)`` is called after every optimiser step with the number
+    of networks that took it (fewer as networks stop early): how a caller's progress bar moves.
     """
     n, _, c = targets.shape
     if len(seeds) != n:
@@ -128,7 +131,7 @@ def fit_inrs(
     steps = torch.full((n,), recipe.steps, device=device)
     # both published recipes take the hand-written gradient; other specs take autograd
     by_hand = siren_grad.SirenMSEGrad(spec, coords, n) if not use_autograd and siren_grad.supports(spec) else None
-    bar = tqdm(total=recipe.steps, disable=not progress, leave=False, desc="fit")
+    bar = tqdm(total=recipe.steps, disable=disabled(progress), leave=False, desc="fit")
     for step in range(recipe.steps + 1):
         if by_hand is not None:
             mse = by_hand(opt.params, y)  # also sets each parameter's .grad
@@ -148,6 +151,8 @@ def fit_inrs(
         if by_hand is None:
             mse.sum().backward()  # a sum keeps each network's gradient its own
         opt.step()
+        if on_step is not None:
+            on_step(len(active))
         if done.any():  # finished networks leave the batch (after the step: autograd saw them)
             opt.keep(~done)
             active, y = active[~done], y[~done]

@@ -44,6 +44,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from weightspace._progress import disabled
 from weightspace.core.spec import LayerSpec, NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.zoo.store import Zoo, ZooWriter, assign_splits
@@ -170,7 +171,7 @@ def import_small_cnn_zoo(root: str | os.PathLike[str], out: str | os.PathLike[st
                           "inputs": "grayscale, scaled to [-1, 1]", "padding": "valid",
                           "skipped_nonfinite": int(len(metrics) - len(keep))}})
     todo = [k for k in range(-(-len(table) // shard_size)) if k not in writer.completed_shards()]
-    for k in tqdm(todo, disable=not progress, desc="importing", unit="shard"):
+    for k in tqdm(todo, disable=disabled(progress), desc="importing", unit="shard"):
         part = table.iloc[k * shard_size:(k + 1) * shard_size]
         weights = _unflatten_keras(np.asarray(data[part["source_row"].to_numpy()], dtype=np.float32), layout, spec)
         writer.write_shard(k, weights, {c: part[c].tolist() for c in part.columns})
@@ -300,7 +301,7 @@ def import_model_zoo(root: str | os.PathLike[str], out: str | os.PathLike[str], 
                           "dense_stored_as_conv": dense_as_conv,
                           "not_in_spec": "2x2 max pooling after the first two conv layers of their CNNs"}})
     todo = [k for k in range(-(-len(entries) // shard_size)) if k not in writer.completed_shards()]
-    for k in tqdm(todo, disable=not progress, desc="importing", unit="shard"):
+    for k in tqdm(todo, disable=disabled(progress), desc="importing", unit="shard"):
         chunk = entries[k * shard_size:(k + 1) * shard_size]
         sds = []
         for e in chunk:

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from weightspace._progress import disabled
 from weightspace.core.spec import NetworkSpec
 from weightspace.core.weights import Weights
 from weightspace.inr.siren import DWSNETS, NFN
@@ -129,7 +130,7 @@ def _write(
         out, layout.spec, shard_size=shard_size, num_networks=len(entries), provenance=provenance(layout)
     )
     todo = [k for k in range(-(-len(entries) // shard_size)) if k not in writer.completed_shards()]
-    for k in tqdm(todo, disable=not progress, desc="importing", unit="shard"):
+    for k in tqdm(todo, disable=disabled(progress), desc="importing", unit="shard"):
         chunk = entries[k * shard_size : (k + 1) * shard_size]
         sds = []
         for e in chunk:

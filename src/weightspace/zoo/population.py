@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -281,10 +281,11 @@ CPU_CONV_STACK = 16
 
 def train_population(base_spec: NetworkSpec, runs: Sequence[RunConfig], data: ClassifierData,
                      recipe: ZooRecipe, *, device: str | torch.device = "cpu", dropout_seed: int = 0,
-                     max_stack: int | None = None) -> PopulationResult:
+                     max_stack: int | None = None, on_step: Callable[[int], None] | None = None) -> PopulationResult:
     """Train ``runs`` (any mix of activations and optimisers, stacked together) and return
     every checkpoint of ``recipe.checkpoints``. ``max_stack``: networks trained as one stack
-    (default: all, except `CPU_CONV_STACK` for convolutional specs on a CPU)."""
+    (default: all, except `CPU_CONV_STACK` for convolutional specs on a CPU). ``on_step(k)``
+    after every optimiser step of a stack of ``k`` networks (a progress bar)."""
     start = time.perf_counter()
     if max_stack is None:
         max_stack = CPU_CONV_STACK if base_spec.num_conv and torch.device(device).type == "cpu" else len(runs)
@@ -298,7 +299,8 @@ def train_population(base_spec: NetworkSpec, runs: Sequence[RunConfig], data: Cl
     for lo in range(0, len(order), max_stack):
         members = order[lo:lo + max_stack]
         blocks = [(act, len(list(group))) for act, group in groupby(runs[i].activation for i in members)]
-        ckpts = _train_stack(base_spec, [runs[i] for i in members], blocks, data, recipe, device, dropout_seed + lo)
+        ckpts = _train_stack(base_spec, [runs[i] for i in members], blocks, data, recipe, device, dropout_seed + lo,
+                             on_step)
         for j, i in enumerate(members):
             for c, (w, metrics, diverged) in enumerate(ckpts):
                 wj = w[j].to("cpu")
@@ -316,7 +318,8 @@ def train_population(base_spec: NetworkSpec, runs: Sequence[RunConfig], data: Cl
 
 def _train_stack(base_spec: NetworkSpec, runs: Sequence[RunConfig], blocks: Sequence[tuple[str, int]],
                  data: ClassifierData, recipe: ZooRecipe, device: str | torch.device,
-                 dropout_seed: int) -> list[tuple[Weights, dict[str, Tensor], Tensor]]:
+                 dropout_seed: int, on_step: Callable[[int], None] | None = None,
+                 ) -> list[tuple[Weights, dict[str, Tensor], Tensor]]:
     """All ``runs`` as one stack (sorted by activation; ``blocks``: ``(activation, count)``):
     ``[(weights, metrics, diverged)]`` per checkpoint, the weights under ``base_spec``."""
     data = data.to(device)
@@ -362,6 +365,8 @@ def _train_stack(base_spec: NetworkSpec, runs: Sequence[RunConfig], blocks: Sequ
             if not bool(ok.all()):
                 grads = [torch.nan_to_num(g) for g in grads]
             finite = opt.step(params, grads, ok.float())
+            if on_step is not None:
+                on_step(len(runs))
             bad = ~(ok & finite) & alive
             if bool(bad.any()):  # freeze diverged networks at their parameters from the start of this epoch
                 with torch.no_grad():

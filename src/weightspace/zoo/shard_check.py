@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 
 from weightspace.core.spec import NetworkSpec
-from weightspace.zoo.store import _DTYPES, _MAX_HEADER, FORMAT_NAME, ZooError, ZooWarning, _read_table, shard_name
+from weightspace.zoo.store import (
+    _DTYPES,
+    _MAX_HEADER,
+    FORMAT_NAME,
+    ZooError,
+    ZooWarning,
+    _read_table,
+    shard_name,
+)
 
 _CHUNK = 8 << 20  # bytes read (and hashed) at a time; a multiple of 4, so F32 values never straddle two
 

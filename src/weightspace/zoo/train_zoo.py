@@ -19,9 +19,10 @@ Table (one row per checkpoint): ``run``, ``epoch``, the hyperparameters ``lr``,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from weightspace._progress import disabled
 from weightspace.signals.images import ImageDataset, load_images
 from weightspace.zoo.backends import Backend, make_backend
-from weightspace.zoo.population import ClassifierData, PopulationResult, train_population
+from weightspace.zoo.population import ClassifierData, PopulationResult, steps_per_epoch, train_population
 from weightspace.zoo.search_space import RunConfig, ZooRecipe
 from weightspace.zoo.store import Zoo, ZooWriter, assign_splits
 
@@ -79,13 +81,14 @@ class TrainTask:
     runs: tuple[RunConfig, ...]
 
 
-def train_shard(job: TrainJob, task: TrainTask) -> tuple[int, PopulationResult]:
-    """Train one shard's runs (the work unit of every backend)."""
+def train_shard(job: TrainJob, task: TrainTask,
+                on_step: Callable[[int], None] | None = None) -> tuple[int, PopulationResult]:
+    """Train one shard's runs (the work unit of every backend); ``on_step`` as in `train_population`."""
     from weightspace.core.spec import NetworkSpec
 
     spec = NetworkSpec.from_json(job.spec_json)
     return task.shard, train_population(spec, task.runs, job.data, job.recipe, device=job.device,
-                                        dropout_seed=task.runs[0].seed)
+                                        dropout_seed=task.runs[0].seed, on_step=on_step)
 
 
 def plan_runs(recipe: ZooRecipe, num_runs: int, *, seed: int) -> tuple[list[RunConfig], np.ndarray]:
@@ -154,15 +157,27 @@ def build_classifier_zoo(
             yield TrainTask(s, tuple(shard_runs(s)))
 
     done_before = num_runs - sum(len(shard_runs(s)) for s in todo)
-    bar = tqdm(total=num_runs, initial=done_before, disable=not progress, desc=f"training classifiers ({runner.name})", unit="run")
-    with closing(runner.run(job, tasks(), train_shard)) as results:
+    # The bar counts run-steps (networks x optimiser steps), moved after every step of a local run.
+    per_run = recipe.epochs * steps_per_epoch(len(data.train_y), recipe.batch_size)
+    bar = tqdm(total=num_runs * per_run, initial=done_before * per_run, disable=disabled(progress), unit="run-step",
+               unit_scale=True, desc=f"training classifiers ({runner.name})")
+    moved = [0]
+
+    def on_step(k: int) -> None:
+        moved[0] += k
+        bar.update(k)
+
+    work = partial(train_shard, on_step=on_step) if runner.name == "local" else train_shard
+    written = done_before
+    with bar, closing(runner.run(job, tasks(), work)) as results:
         for s, res in results:
             cols = dict(res.columns)
             cols["split"] = [str(split[r]) for r in cols["run"]]
             writer.write_shard(s, res.weights, cols)
-            bar.update(len(shard_runs(s)))
-            bar.set_postfix(test_acc=f"{np.mean(cols['test_accuracy']):.3f}", s_per_shard=f"{res.seconds:.0f}")
-    bar.close()
+            bar.update(len(shard_runs(s)) * per_run - moved[0])
+            moved[0] = 0
+            written += len(shard_runs(s))
+            bar.set_postfix(runs=f"{written}/{num_runs}", test_acc=f"{np.mean(cols['test_accuracy']):.3f}")
     return writer.finalize()
 
 
