@@ -41,6 +41,18 @@ def test_edit_and_mixup_commands(tmp_path):
     r = runner.invoke(app, ["edit", str(out), "--epochs", "1", "--no-progress", "--figure", str(tmp_path / "e.png")])
     assert r.exit_code == 0, r.output
     assert "test MSE" in r.output and (tmp_path / "e.png").exists()
+    r = runner.invoke(app, ["edit", str(out), "--epochs", "1", "--no-progress", "-o", str(tmp_path / "run")])
+    assert r.exit_code == 0 and "wrote" in r.output, r.output
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "run"), str(out)])
+    assert r.exit_code == 0 and "against the dilated images (no edit:" in " ".join(r.output.split()), r.output
+    r = runner.invoke(app, ["apply", str(tmp_path / "run"), str(out), "--split", "test", "-o", str(tmp_path / "e.safetensors")])
+    assert r.exit_code == 0 and "edited networks" in r.output, r.output
+    from safetensors.torch import load_file
+
+    edited = load_file(str(tmp_path / "e.safetensors"))
+    assert edited["layers.0.weight"].shape[0] == len(Zoo.open(out).split("test"))
+    r = runner.invoke(app, ["apply", str(tmp_path / "run"), str(out)])  # a table is not what an edit gives
+    assert r.exit_code == 2 and "-o EDITED.safetensors" in r.output
     r = runner.invoke(app, ["edit", str(out), "--model", "dws", "--epochs", "1", "--no-progress"])
     assert r.exit_code == 2 and "equivariant" in r.output
     r = runner.invoke(app, ["train", str(out), "--model", "mlp", "--epochs", "1", "--mixup", "0.2", "--no-progress"])
@@ -73,8 +85,22 @@ def test_train_classifiers_and_predict(tmp_path):
     r = runner.invoke(app, ["predict", str(out), "--model", "statnn", "--model", "mlp", "--epochs", "2",
                             "--out", str(tmp_path / "fig"), "--device", "cpu", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert "kendall_tau" in r.output and (tmp_path / "fig" / "test_accuracy_statnn.png").exists()
+    assert "kendall_tau" in r.output and (tmp_path / "fig" / "statnn" / "test_accuracy.png").exists()
     assert "test networks: Kendall tau varies by about" in " ".join(r.output.split())  # a few test runs only
+    for m in ("statnn", "mlp"):  # a run directory per model, usable by evaluate and apply
+        assert {"model.safetensors", "model.json", "metrics.csv", "run.json"} <= {f.name for f in (tmp_path / "fig" / m).iterdir()}
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "fig" / "statnn"), str(out)])
+    assert r.exit_code == 0 and "kendall_tau" in r.output and "r2" in r.output, r.output
+    r = runner.invoke(app, ["apply", str(tmp_path / "fig" / "statnn"), str(out), "--split", "test"])
+    assert r.exit_code == 0 and r.output.splitlines()[0].startswith("id,split,test_accuracy,predicted"), r.output
+    r = runner.invoke(app, ["predict", str(out), "--target", "optimizer", "--epochs", "1", "--no-progress",
+                            "-o", str(tmp_path / "opt")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["apply", str(tmp_path / "opt" / "statnn"), str(out)])
+    header = r.output.splitlines()[0].split(",")
+    assert r.exit_code == 0 and "predicted" in header and any(h.startswith("p_") and h != "p_0" for h in header), header
+    r = runner.invoke(app, ["predict", str(out), "--epochs", "1", "-o", str(tmp_path / "fig")])
+    assert r.exit_code == 2 and "not empty; pass --resume" in " ".join(r.output.split())
     r = runner.invoke(app, ["predict", str(out), "--target", "nope"])
     assert r.exit_code == 2 and "no column 'nope'" in " ".join(r.output.split())
     r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(tmp_path / "x"), "--recipe", "resnet"])

@@ -291,7 +291,8 @@ def evaluate(
     split: str = typer.Option("test", help="split of the zoo to score"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
-    """Accuracy and loss of a trained run's model on a split of a zoo."""
+    """Score a trained run's model on a split of a zoo: accuracy and loss (a classifier), Kendall
+    tau, R^2 and MSE (a regressor from `predict --out`)."""
     from weightspace.runs import evaluate_run
     from weightspace.zoo.store import Zoo, ZooError
 
@@ -299,8 +300,13 @@ def evaluate(
         res = evaluate_run(run_dir, Zoo.open(zoo_path, allow_incomplete=allow_incomplete), split)
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e).strip('"'))
-    console.print(f"{run_dir} on {zoo_path} ({split}, {int(res['networks'])} networks): "
-                  f"accuracy {100 * res['acc']:.2f}%, loss {res['loss']:.4f}")
+    if "r2" in res:
+        scores = f"kendall_tau {res['kendall_tau']:.4f}, r2 {res['r2']:.4f}, mse {res['mse']:.4g}"
+    elif "identity_mse" in res:
+        scores = f"MSE {res['mse']:.5f} against the dilated images (no edit: {res['identity_mse']:.5f})"
+    else:
+        scores = f"accuracy {100 * res['acc']:.2f}%, loss {res['loss']:.4f}"
+    console.print(f"{run_dir} on {zoo_path} ({split}, {int(res['networks'])} networks): {scores}")
 
 
 @app.command("apply")
@@ -309,14 +315,22 @@ def apply(
     networks: Path = typer.Argument(..., help="a zoo directory, a .safetensors of stacked weights in the zoo shard "
                                     "layout (layers.<i>.weight [N, ...]), or one network's state dict (.safetensors)"),
     split: str | None = typer.Option(None, help="zoo: only this split (default: every network)"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (default: print the CSV)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (default: print the CSV); an edit run: "
+                                    "the .safetensors of the edited networks"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
-    """Predict the class of networks with a trained run's model: id, predicted class, probabilities."""
-    from weightspace.runs import apply_run
+    """Apply a trained run's model to networks: id, the prediction and (classifiers) the class
+    probabilities, as CSV; an edit run (`edit --out`) writes the edited networks instead."""
+    from weightspace.runs import apply_edits, apply_run, load_run
     from weightspace.zoo.store import ZooError
 
     try:
+        if load_run(run_dir)[1].task == "edit":
+            if out is None or out.suffix != ".safetensors":
+                raise ValueError("an edit run writes networks: give -o EDITED.safetensors")
+            n = apply_edits(run_dir, networks, out, split=split, allow_incomplete=allow_incomplete)
+            console.print(f"wrote {out}: {n} edited networks (layers.<i>.weight [N, ...], layers.<i>.bias)")
+            return
         table = apply_run(run_dir, networks, split=split, allow_incomplete=allow_incomplete)
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e).strip('"'))
@@ -339,19 +353,33 @@ def edit(
     progress: bool = typer.Option(True),
     device: str = typer.Option("auto"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory to write: the model (for `evaluate` and "
+                                    "`apply`), metrics.csv, run.json, a checkpoint each epoch"),
+    resume: bool = typer.Option(False, "--resume", help="continue the killed run in --out (same settings)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in --out"),
 ) -> None:
     """Train a weight-to-weight model to dilate the zoo's INRs; report test MSE."""
+    import sys
+
+    from weightspace.runs import prepare_run_dir
     from weightspace.tasks.edit import edit_zoo, plot_edits
     from weightspace.train import TrainConfig
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
+        if out is not None:  # refused before the zoo is opened
+            prepare_run_dir(out, resume=resume, overwrite=overwrite, clear=False)
+        elif resume or overwrite:
+            raise ValueError("--resume and --overwrite need --out")
         zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
         res = edit_zoo(zoo, model, config=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                                                     **lightning(device)))
+                                                     **lightning(device)),
+                       out=out, resume=resume, overwrite=overwrite, record={"command": ["weightspace", *sys.argv[1:]]})
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
     console.print(f"{model}: test MSE {res.test_mse:.5f} (no edit: {res.identity_mse:.5f}), {res.num_params:,} parameters")
+    if out is not None:
+        console.print(f"wrote {out}: model.safetensors, model.json, metrics.csv, run.json")
     if figure:
         console.print(f"figure: {plot_edits(zoo, [res], figure)}")
 

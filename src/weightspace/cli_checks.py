@@ -126,7 +126,7 @@ RULES: dict[str, Rule] = {
                      "base", "splits", "functaset", "nern fit:model", "functa encode:model", "functa sample:model",
                      "hyperinr encode:model"], INPUT),
     # paths written
-    **dict.fromkeys(["train:out", "quickstart:out", "predict:out", "zoo fit-inrs:out", "zoo import:out",
+    **dict.fromkeys(["train:out", "edit:out", "quickstart:out", "predict:out", "zoo fit-inrs:out", "zoo import:out",
                      "zoo train-classifiers:out", "zoo import-classifiers:out", "functa fit:out", "functa encode:out",
                      "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out"], OUT_DIR),
     "zoo export:out": Rule("free"),  # a folder (hf) or a .npz file (numpy): checked by the command

@@ -64,7 +64,11 @@ def predict(
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
-    out: Path | None = typer.Option(None, help="folder for the predicted-vs-true figure (per model)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="per model a run directory OUT/<model>: the model "
+                                    "(use with `weightspace evaluate` / `apply`), metrics.csv, run.json, checkpoints "
+                                    "and, for a numeric target, the predicted-vs-true figure"),
+    resume: bool = typer.Option(False, "--resume", help="continue the killed runs in --out (same settings)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the runs in --out"),
     device: str = typer.Option("auto"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
@@ -74,10 +78,21 @@ def predict(
     from weightspace.train import TrainConfig
     from weightspace.zoo.store import Zoo, ZooError
 
+    import sys
+
+    from weightspace.runs import prepare_run_dir
+
     try:
+        if out is not None:  # every run directory refused or accepted before any training
+            for m in model:
+                prepare_run_dir(out / m, resume=resume, overwrite=overwrite, clear=False)
+        elif resume or overwrite:
+            raise ValueError("--resume and --overwrite need --out")
         zoo = Zoo.open(zoo_path, allow_incomplete=allow_incomplete)
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **lightning(device), progress=progress)
-        results = [predict_property(zoo, m, target, config=config) for m in model]
+        record = {"command": ["weightspace", *sys.argv[1:]]}
+        results = [predict_property(zoo, m, target, config=config, out=None if out is None else out / m, resume=resume,
+                                    overwrite=overwrite, record=record) for m in model]
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e))
     console.print(f"predicting {target} on the test runs of {zoo_path}:")
@@ -89,8 +104,9 @@ def predict(
                       "on so few points, and R2 as much; use a larger zoo before citing these", soft_wrap=True)
     for r in results:
         console.print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.row().items()))
-        if out is not None and r.kind == "regression":
-            console.print(f"  figure: {plot_predictions(r, Path(out) / f'{target}_{r.model_name}.png')}")
+        if out is not None:
+            figure = f", figure {plot_predictions(r, out / r.model_name / f'{target}.png')}" if r.kind == "regression" else ""
+            console.print(f"  wrote {out / r.model_name}: model.safetensors, model.json, metrics.csv, run.json{figure}")
 
 
 def import_classifiers(

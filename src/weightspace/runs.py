@@ -67,17 +67,21 @@ class RunMetadata:
     num_classes: int
     standardize: Standardize | None
     version: str
-    task: str = "classify"
+    task: str = "classify"  # classify (integer labels), regress, or classify-names (``classes`` named)
+    classes: tuple[str, ...] = ()  # classify-names: the class of output k is classes[k]
+    target_mean: float = 0.0  # regress: the model predicts (target - target_mean) / target_std
+    target_std: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(spec=self.spec.to_dict(), standardize=None if self.standardize is None else self.standardize.to_dict())
+        d.update(spec=self.spec.to_dict(), standardize=None if self.standardize is None else self.standardize.to_dict(),
+                 classes=list(self.classes))  # as JSON gives it back
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunMetadata:
         norm = d.get("standardize")
-        return cls(**{**d, "spec": NetworkSpec.from_dict(d["spec"]),
+        return cls(**{**d, "spec": NetworkSpec.from_dict(d["spec"]), "classes": tuple(d.get("classes", ())),
                       "standardize": None if norm is None else Standardize.from_dict(norm)})
 
 
@@ -210,7 +214,8 @@ def load_run(run_dir: str | Path) -> tuple[RunModel, RunMetadata]:
     if header.get("format") != MODEL_FORMAT:
         raise RunError(f"{path}: not a weightspace run model")
     meta = RunMetadata.from_dict(json.loads(header["weightspace"]))
-    net = create_model(meta.architecture, meta.spec, out_features=meta.out_features, **meta.options)
+    sizes = {} if meta.task == "edit" else {"out_features": meta.out_features}  # edits: Weights -> Weights
+    net = create_model(meta.architecture, meta.spec, **sizes, **meta.options)
     net.load_state_dict(load_file(str(path)))
     return RunModel(net, meta).eval(), meta
 
@@ -235,19 +240,69 @@ def check_spec(run: NetworkSpec, given: NetworkSpec, what: str) -> None:
         raise RunError(f"spec mismatch: the run's model takes {run.describe()}; {what} are {given.describe()}")
 
 
+def _class_indices(meta: RunMetadata, values: pd.Series, where: str) -> Tensor:
+    if meta.task != "classify-names":
+        return torch.as_tensor(values.to_numpy().copy(), dtype=torch.long)
+    unknown = sorted({str(v) for v in values} - set(meta.classes))
+    if unknown:
+        raise RunError(f"{where}: {meta.target!r} has classes the run never saw: {unknown[:5]}")
+    return torch.as_tensor([meta.classes.index(str(v)) for v in values], dtype=torch.long)
+
+
 def evaluate_run(run_dir: str | Path, zoo, split: str = "test") -> dict[str, float]:
-    """Accuracy and mean cross-entropy of a run's model on ``split`` of ``zoo`` (a `Zoo`)."""
+    """Scores of a run's model on ``split`` of ``zoo`` (a `Zoo`): accuracy and mean cross-entropy
+    for a classifier; Kendall's tau, R^2 and MSE (in the target's units) for a regressor."""
     model, meta = load_run(run_dir)
     check_spec(meta.spec, zoo.spec, f"the networks of {zoo.path}")
+    if meta.task == "edit":
+        return _evaluate_edit(model, meta, zoo, split)
     if meta.target not in zoo.table.columns:
         raise RunError(f"{zoo.path}: no column {meta.target!r}, the run's target")
     weights, table = zoo.load(split)
-    labels = torch.as_tensor(table[meta.target].to_numpy().copy(), dtype=torch.long)
+    if meta.task == "regress":
+        from scipy.stats import kendalltau
+
+        true = table[meta.target].to_numpy(dtype=float)
+        pred = predict(model, weights)[:, 0].double().numpy() * meta.target_std + meta.target_mean
+        ss_tot = float(((true - true.mean()) ** 2).sum())
+        return {"kendall_tau": float(kendalltau(true, pred).statistic),
+                "r2": 1 - float(((true - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+                "mse": float(((true - pred) ** 2).mean()), "networks": float(len(true))}
+    labels = _class_indices(meta, table[meta.target], str(zoo.path))
     if len(labels) and (labels.min() < 0 or labels.max() >= meta.num_classes):
         raise RunError(f"{zoo.path}: {meta.target!r} has values outside the run's {meta.num_classes} classes")
     logits = predict(model, weights)
     return {"acc": float((logits.argmax(1) == labels).float().mean()), "loss": float(F.cross_entropy(logits, labels)),
             "networks": float(len(labels))}
+
+
+@torch.no_grad()
+def edited(model: RunModel, weights: Weights, *, batch_size: int = 512) -> Weights:
+    """Raw ``weights`` edited by an edit run's model (`weightspace.tasks.edit.apply_edit`)."""
+    from weightspace.tasks.edit import apply_edit
+
+    check_spec(model.meta.spec, weights.spec, "these weights")
+    model.eval()
+    norm = model.meta.standardize
+    parts = [apply_edit(weights[i:i + batch_size], model.net(norm(weights[i:i + batch_size])), norm)
+             for i in range(0, len(weights), batch_size)]
+    return Weights.cat(parts)
+
+
+def _evaluate_edit(model: RunModel, meta: RunMetadata, zoo, split: str) -> dict[str, float]:
+    """MSE of the edited and of the unedited INRs against the dilated renderings of ``split``."""
+    from weightspace.core.functional import forward
+    from weightspace.signals.base import grid_coordinates
+    from weightspace.tasks.edit import _recipe_of, dilation_data
+
+    check_spec(meta.spec, zoo.spec, f"the networks of {zoo.path}")
+    recipe, shape = _recipe_of(zoo), tuple(zoo.provenance.get("signal_shape") or ())
+    coords = grid_coordinates(shape[:2])
+    raw, target = dilation_data(zoo, split, recipe, coords, shape)
+    y = recipe.encode_targets(target)
+    out = forward(edited(model, raw), coords) + recipe.output_offset
+    return {"mse": float(F.mse_loss(out, y)), "identity_mse": float(F.mse_loss(forward(raw, coords) + recipe.output_offset, y)),
+            "networks": float(len(raw))}
 
 
 _SHARD_KEY = re.compile(r"layers\.(\d+)\.(weight|bias)$")
@@ -304,16 +359,44 @@ def read_networks(path: str | Path, spec: NetworkSpec, *, split: str | None = No
 def apply_run(run_dir: str | Path, networks: str | Path, *, split: str | None = None,
               allow_incomplete: bool = False) -> pd.DataFrame:
     """Predictions of a run's model: the networks' table (``id``, ``split``, the target if
-    present) with ``predicted`` (class index) and ``p_<k>`` (softmax probability of class k)."""
+    present) with ``predicted`` (a classifier: the class, and ``p_<class>`` its softmax
+    probabilities; a regressor: the value in the target's units)."""
     model, meta = load_run(run_dir)
     weights, table = read_networks(networks, meta.spec, split=split, allow_incomplete=allow_incomplete)
-    probs = predict(model, weights).softmax(dim=1)
+    if meta.task == "edit":
+        raise RunError(f"{run_dir}: an edit run gives networks, not a table; use apply_edits (`weightspace apply "
+                       "RUN NETWORKS -o edited.safetensors`)")
+    outputs = predict(model, weights)
     keep = [c for c in ("id", "split", meta.target) if c in table.columns]
     out = table[keep].reset_index(drop=True).copy()
-    out["predicted"] = probs.argmax(dim=1).numpy()
+    if meta.task == "regress":  # in the target's own units
+        out["predicted"] = outputs[:, 0].double().numpy() * meta.target_std + meta.target_mean
+        return out
+    probs = outputs.softmax(dim=1)
+    pred = probs.argmax(dim=1).numpy()
+    names = meta.classes or tuple(str(k) for k in range(probs.shape[1]))
+    out["predicted"] = [names[k] for k in pred] if meta.classes else pred
     for k in range(probs.shape[1]):
-        out[f"p_{k}"] = probs[:, k].numpy()
+        out[f"p_{names[k]}"] = probs[:, k].numpy()
     return out
+
+
+def apply_edits(run_dir: str | Path, networks: str | Path, out: str | Path, *, split: str | None = None,
+                allow_incomplete: bool = False) -> int:
+    """Write the networks edited by an edit run's model to ``out`` (.safetensors, the zoo shard
+    layout: ``layers.<i>.weight`` ``[N, ...]``, ``layers.<i>.bias``); returns how many."""
+    model, meta = load_run(run_dir)
+    if meta.task != "edit":
+        raise RunError(f"{run_dir}: not an edit run (task {meta.task!r}); its predictions are a table")
+    weights, _ = read_networks(networks, meta.spec, split=split, allow_incomplete=allow_incomplete)
+    w = edited(model, weights)
+    tensors = {}
+    for i, (wt, b) in enumerate(zip(w.weights, w.biases)):
+        tensors[f"layers.{i}.weight"] = wt[:, 0].contiguous()
+        if b is not None:
+            tensors[f"layers.{i}.bias"] = b[:, 0].contiguous()
+    save_state_dict(Path(out), tensors, {"format": "weightspace-edited-networks", "run": str(run_dir)})
+    return len(w)
 
 
 @dataclass

@@ -100,8 +100,17 @@ def dilation_data(zoo: Zoo, split: str, recipe: SirenRecipe, coords: Tensor, sha
     return w, dilate(rendered).reshape(len(w), h * wd, c)
 
 
-def edit_zoo(zoo: Zoo, model_name: str, *, config: TrainConfig = TrainConfig(), model_config: dict[str, Any] | None = None) -> EditResult:
-    """Train equivariant model ``model_name`` to dilate the zoo's INRs; report test MSE."""
+def edit_zoo(zoo: Zoo, model_name: str, *, config: TrainConfig = TrainConfig(), model_config: dict[str, Any] | None = None,
+             out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+             record: dict[str, Any] | None = None) -> EditResult:
+    """Train equivariant model ``model_name`` to dilate the zoo's INRs; report test MSE.
+    ``out`` / ``resume`` / ``overwrite`` / ``record``: a run directory as `classify_zoo` writes
+    one (task "edit"; `weightspace.runs.apply_run` writes the edited networks)."""
+    from weightspace import runs
+
+    run_dir = None if out is None else runs.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if resume and run_dir is None:
+        raise ValueError("resume needs a run directory (out)")
     if model_info(model_name).output != "equivariant":
         raise ValueError(f"model {model_name!r} is invariant; editing needs an equivariant (Weights -> Weights) model")
     shape = tuple(zoo.provenance.get("signal_shape") or ())
@@ -115,10 +124,24 @@ def edit_zoo(zoo: Zoo, model_name: str, *, config: TrainConfig = TrainConfig(), 
     torch.manual_seed(config.seed)
     model = create_model(model_name, zoo.spec, **(model_config or {}))
     task = DilationEdit(recipe, coords, norm)
-    result = fit(model, task, batches["train"], batches["val"], config)
+    if run_dir is not None:
+        from dataclasses import asdict
+
+        from weightspace.models.registry import resolve
+
+        arch, options, _ = resolve(model_name, **(model_config or {}))
+        meta = runs.RunMetadata(model_name, arch, options, zoo.spec, 0, "dilation", 0, norm, runs.library_version(),
+                                task="edit")
+        rec = runs.RunRecord(str(zoo.path), model_name, options, "dilation", config.seed, asdict(config), None, None)
+        rec = runs.start_run(run_dir, {**rec.to_dict(), **(record or {})}, resume=resume)
+    result = fit(model, task, batches["train"], batches["val"], config, run_dir=run_dir, resume=resume)
     test = evaluate(result.model, task, batches["test"], config)
     w, y = data["test"]
     identity = float(F.mse_loss(forward(w, coords) + recipe.output_offset, recipe.encode_targets(y)))
+    if run_dir is not None:
+        runs.finish_run(run_dir, rec, result.model, meta, {
+            "test": {"mse": test["mse"], "identity_mse": identity}, "best_val": result.best_value,
+            "epochs_run": result.epochs_run, "train_seconds": result.seconds}, complete=result.epochs_run >= config.epochs)
     return EditResult(
         model_name,
         test_mse=test["mse"],

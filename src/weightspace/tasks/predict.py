@@ -112,11 +112,23 @@ def predict_property(
     config: TrainConfig | None = None,
     model_config: dict[str, Any] | None = None,
     rows: np.ndarray | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    record: dict[str, Any] | None = None,
 ) -> PredictResult:
     """Train registry model ``model_name`` on the zoo's train split to predict column
     ``target`` (numeric: regression; text / bool: classification); pick the epoch on the
     val split; report Kendall's tau and R^2 (or accuracy) on the test split. ``rows``
-    optionally restricts the zoo to those table positions (e.g. one epoch)."""
+    optionally restricts the zoo to those table positions (e.g. one epoch). ``out``, ``resume``,
+    ``overwrite``, ``record``: a run directory as `weightspace.tasks.classify.classify_zoo`
+    writes one (the model with its target scaling or class names, metrics.csv, run.json,
+    checkpoints), used by `weightspace.runs.evaluate_run` / `apply_run`."""
+    from weightspace import runs
+
+    run_dir = None if out is None else runs.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if resume and run_dir is None:
+        raise ValueError("resume needs a run directory (out)")
     config = config or TrainConfig()
     info = model_info(model_name)
     if info.output != "invariant":
@@ -147,19 +159,39 @@ def predict_property(
 
     data = {s: WeightBatches(norm(w), targets(s), seed=config.seed) for s, w in weights.items()}
     task = Classification() if categorical else Regression()
-    result = fit(model, task, data["train"], data.get("val"), config)
+    if run_dir is not None:
+        from dataclasses import asdict
+
+        from weightspace.models.registry import resolve
+
+        arch, options, _ = resolve(model_name, **(model_config or {}))
+        meta = runs.RunMetadata(model_name, arch, options, zoo.spec, len(classes) if categorical else 1, target,
+                                len(classes), norm if isinstance(norm, Standardize) else None, runs.library_version(),
+                                task="classify-names" if categorical else "regress", classes=classes,
+                                target_mean=mean, target_std=std)
+        rec = runs.RunRecord(str(zoo.path), model_name, options, target, config.seed, asdict(config), None, None)
+        rec = runs.start_run(run_dir, {**rec.to_dict(), "rows": None if rows is None else len(rows), **(record or {})},
+                             resume=resume)
+    result = fit(model, task, data["train"], data.get("val"), config, run_dir=run_dir, resume=resume)
     out = predict_outputs(result.model, data["test"].weights, batch_size=config.eval_batch_size)
     true = y_all[parts["test"]].numpy()
     common = {"model_name": model_name, "target": target, "num_params": sum(p.numel() for p in model.parameters()),
                   "train_seconds": result.seconds, "n_train": len(parts["train"]), "n_test": len(parts["test"]), "history": result.history}
     if categorical:
         pred = out.argmax(1).numpy()
-        return PredictResult(kind="classification", kendall_tau=None, r2=None, accuracy=float((pred == true).mean()),
-                             true=true, predicted=pred, classes=classes, **common)
-    pred = out.squeeze(-1).numpy() * std + mean
-    tau = kendalltau(true, pred).statistic
-    return PredictResult(kind="regression", kendall_tau=float(tau), r2=r2_score(true, pred), accuracy=None,
-                         true=true, predicted=pred, **common)
+        res = PredictResult(kind="classification", kendall_tau=None, r2=None, accuracy=float((pred == true).mean()),
+                            true=true, predicted=pred, classes=classes, **common)
+    else:
+        pred = out.squeeze(-1).numpy() * std + mean
+        tau = kendalltau(true, pred).statistic
+        res = PredictResult(kind="regression", kendall_tau=float(tau), r2=r2_score(true, pred), accuracy=None,
+                            true=true, predicted=pred, **common)
+    if run_dir is not None:
+        scores = {k: v for k, v in res.row().items() if k in ("kendall_tau", "r2", "accuracy", "chance")}
+        runs.finish_run(run_dir, rec, result.model, meta, {"test": scores, "best_val": result.best_value,
+                        "epochs_run": result.epochs_run, "train_seconds": result.seconds},
+                        complete=result.epochs_run >= config.epochs)
+    return res
 
 
 def plot_predictions(result: PredictResult | list[PredictResult], path: str | Path) -> Path:
