@@ -73,3 +73,15 @@ def readme_dir(tmp_path_factory) -> Path:
 def test_readme_python_runs(code, readme_dir, monkeypatch) -> None:
     monkeypatch.chdir(readme_dir)
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})  # noqa: S102 - the README's own code
+
+
+def test_every_command_shows_a_readme_example_in_its_help() -> None:
+    from weightspace.cli_examples import EXAMPLES
+
+    readme = {"weightspace " + line for line, fails in COMMAND_LINES if not fails}
+    paths = [path for path, _ in commands(app)]
+    assert set(EXAMPLES) == set(paths), "one example per command"
+    assert not {e for e in EXAMPLES.values()} - readme, "examples that are not README command lines"
+    for path in paths:
+        r = CliRunner().invoke(app, [*path.split(), "--help"], env={"COLUMNS": "400"})
+        assert r.exit_code == 0 and EXAMPLES[path] in " ".join(r.output.split()), (path, r.output[-400:])

@@ -132,7 +132,7 @@ def zoo_render(
     out: Path = typer.Option(..., "--out", "-o", help="figure to write (.png)"),
     index: str | None = typer.Option(None, help="network ids, comma-separated (e.g. 0,5,9)"),
     split: str | None = typer.Option(None, help="render the first --count networks of this split"),
-    count: int = typer.Option(8, help="networks to render when no --index is given"),
+    count: int = typer.Option(8, "--count", "-n", help="networks to render when no --index is given"),
     mesh: Path | None = typer.Option(None, help="shapes: also write marching-cubes meshes (.obj or .ply)"),
     resolution: int | None = typer.Option(None, help="shapes: decode on this many grid points per axis"),
     originals: bool = typer.Option(True, help="load the zoo's source signals (if recorded) to show and compare"),

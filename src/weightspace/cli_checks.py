@@ -128,7 +128,7 @@ RULES: dict[str, Rule] = {
     # paths written
     **dict.fromkeys(["train:out", "edit:out", "quickstart:out", "predict:out", "zoo fit-inrs:out", "zoo import:out",
                      "zoo train-classifiers:out", "zoo import-classifiers:out", "functa fit:out", "functa encode:out",
-                     "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out"], OUT_DIR),
+                     "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out", "hyperrep fit:run_dir"], OUT_DIR),
     "zoo export:out": Rule("free"),  # a folder (hf) or a .npz file (numpy): checked by the command
     **dict.fromkeys(["apply:out", "zoo render:mesh", "hyperrep fit:out", "nern train-reference:out", "nern fit:out",
                      "nern reconstruct:out", "compress:out", "decompress:out", "compress-base:out",
@@ -299,9 +299,14 @@ def commands(app: typer.Typer, prefix: str = "") -> list[tuple[str, Any]]:
 def guard(app: typer.Typer) -> typer.Typer:
     """Wrap every command of ``app`` (recursively) with `checked` and fill its options' missing
     help from `COMMON_HELP`; idempotent."""
+    from weightspace.cli_examples import EXAMPLES
+
     for path, info in commands(app):
         if not hasattr(info.callback, "__weightspace_checked__"):
             fill_help(info.callback)
+            if path in EXAMPLES:  # the command's docstring, then a README example (rich keeps the blank line)
+                doc = info.help or inspect.getdoc(info.callback) or ""
+                info.help = f"{doc}\n\nExample: {EXAMPLES[path]}"
             info.callback = checked(path, info.callback)
     return app
 

@@ -105,7 +105,7 @@ def functa_encode(
 def functa_sample(
     functaset: Path = typer.Argument(..., help="functaset directory"),
     out: Path = typer.Option(..., "--out", "-o", help="figure to write (.png): samples over their nearest training signal"),
-    count: int = typer.Option(8, help="samples to draw"),
+    count: int = typer.Option(8, "--count", "-n", help="samples to draw"),
     epochs: int = typer.Option(300, help="diffusion training epochs over the training latents"),
     model: Path | None = typer.Option(None, help="functa.safetensors [default: the one the functaset names]"),
     seed: int = typer.Option(0),

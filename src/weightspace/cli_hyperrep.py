@@ -53,6 +53,10 @@ def fit(
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
     progress: Annotated[bool, typer.Option(help=COMMON_HELP["progress"])] = True,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
+    run_dir: Annotated[Path | None, typer.Option(help="also keep a run directory: metrics.csv per epoch, run.json "
+                                                 "(command, seed, configuration, versions, results), checkpoints")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the killed run in --run-dir")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run in --run-dir")] = False,
 ) -> None:
     """Train the autoencoder on the zoo's train split (no labels), keep the best val epoch."""
     from weightspace.models.hyperrep import HyperRepConfig
@@ -63,8 +67,19 @@ def fit(
         reconstruction_error,
         save_hyperrep,
     )
+    import sys
+    from dataclasses import asdict
+
+    from weightspace import runs
     from weightspace.train import TrainConfig
 
+    try:
+        if run_dir is not None:  # refused before the zoo is opened
+            runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        elif resume or overwrite:
+            raise ValueError("--resume and --overwrite need --run-dir")
+    except ValueError as e:
+        _fail(str(e))
     zoo = _open(zoo_path, allow_incomplete)
     try:
         train, val, test = (zoo.load(s)[0] for s in ("train", "val", "test"))
@@ -74,10 +89,23 @@ def fit(
                         latent_tokens=latent_tokens, latent_dim=latent_dim, canonical=canonical)
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
     task = HyperRepTask(contrastive_weight=contrastive_weight, noise=noise, erase=erase, seed=seed)
-    result = fit_hyperrep(train, val, model_config=mc, config=tc, task=task)
+    record = None
+    if run_dir is not None:
+        record = {"zoo": str(zoo_path), "model": "hyperrep", "model_options": asdict(mc), "target": None, "seed": seed,
+                  "train_config": asdict(tc), "task": asdict(task), "augment": "permutation", "mixup": None,
+                  "command": ["weightspace", *sys.argv[1:]], "model_file": str(out), "versions": runs.versions()}
+        try:
+            record = runs.start_run(run_dir, record, resume=resume)
+        except ValueError as e:
+            _fail(str(e))
+    result = fit_hyperrep(train, val, model_config=mc, config=tc, task=task, run_dir=run_dir, resume=resume)
     recon = reconstruction_error(result.model, test)
     gap = invariance_gap(result.model, test)
     save_hyperrep(out, result.model, {"zoo": str(zoo_path), "epochs": epochs, "seed": seed, "test_reconstruction": recon})
+    if run_dir is not None:
+        runs.finish_record(run_dir, record, {"test": {"reconstruction": recon, "invariance_gap": gap["relative"]},
+                                             "best_val": result.best_val_loss, "epochs_run": result.epochs_run,
+                                             "train_seconds": result.seconds}, complete=result.epochs_run >= epochs)
     console.print(f"wrote {out}: embedding of {result.model.embedding_dim} values, best val loss {result.best_val_loss:.4f}, "
                   f"test reconstruction error {recon:.4f} (per-layer normalised MSE), "
                   f"invariance gap {gap['relative']:.2g}, {result.seconds:.0f} s")
@@ -124,7 +152,7 @@ def probe(
 def sample(
     zoo_path: Annotated[Path, typer.Argument(help="zoo directory")],
     model_path: Annotated[Path, typer.Argument(help="model file (from `hyperrep fit`)")],
-    n: Annotated[int, typer.Option("--num", "-n", help="networks to sample")] = 64,
+    n: Annotated[int, typer.Option("--num", "-n", "--count", help="networks to sample")] = 64,
     top: Annotated[float, typer.Option(help="fit the density to this top fraction of the train split by accuracy")] = 0.3,
     dataset: Annotated[str | None, typer.Option(help="images to evaluate on [default: those the zoo records]")] = None,
     test_images: Annotated[int, typer.Option(help="test images (a seeded subset) when not a classifier zoo")] = 1000,

@@ -194,6 +194,11 @@ def finish_run(run_dir: Path, record: dict[str, Any], model: nn.Module, meta: Ru
     text = json.dumps(meta.to_dict())
     save_state_dict(run_dir / MODEL, model.state_dict(), {"format": MODEL_FORMAT, "weightspace": text})
     write_json(run_dir / MODEL_JSON, meta.to_dict())
+    finish_record(run_dir, record, results, complete=complete)
+
+
+def finish_record(run_dir: Path, record: dict[str, Any], results: dict[str, Any], *, complete: bool = True) -> None:
+    """Finish run.json with ``results``; drop the checkpoint if the run trained all its epochs."""
     write_json(run_dir / RUN_JSON, {**record, **results, "status": "complete" if complete else "stopped",
                                     "finished": now()})
     if complete:

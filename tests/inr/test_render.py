@@ -52,6 +52,7 @@ def test_shape_slice_mesh_and_audio(tmp_path) -> None:
     rec, written = render_zoo(zoo, tmp_path / "s.png", [sphere], dataset=data, mesh=tmp_path / "sphere.obj")
     np.testing.assert_allclose(rec.psnr, zoo.table["psnr"][sphere:sphere + 1], rtol=1e-4, atol=1e-3)
     assert [w.name for w in written] == ["s.png", "sphere.obj"]
+    assert rec.labels == ["sphere"] and zoo.provenance["classes"] == ["sphere", "box"]  # figures name the class
     lines = (tmp_path / "sphere.obj").read_text().splitlines()
     verts = np.array([[float(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("v ")])
     assert len(verts) > 20 and any(ln.startswith("f ") for ln in lines)

@@ -46,3 +46,21 @@ def test_errors_name_the_problem(tmp_path):
     assert r.exit_code == 2 and "junk.safetensors" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["hyperrep", "fit", str(tmp_path), "-o", str(tmp_path / "m.safetensors")])
     assert r.exit_code == 2 and "zoo.json is missing" in " ".join(r.output.split())
+
+
+def test_fit_keeps_a_run_directory_and_resumes(tmp_path):
+    zoo = make_zoo(tmp_path / "zoo", runs=6)
+    args = ["hyperrep", "fit", str(zoo.path), "-o", str(tmp_path / "hr.safetensors"), "--epochs", "2", "--batch-size", "8",
+            "--d-model", "16", "--layers", "1", "--latent-tokens", "2", "--latent-dim", "4", "--no-progress",
+            "--run-dir", str(tmp_path / "run")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "complete" and run["epochs_run"] == 2 and "reconstruction" in run["test"]
+    assert run["seed"] == 0 and run["command"][0] == "weightspace" and run["train_config"]["epochs"] == 2
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 3  # a header and one row per epoch
+    r = runner.invoke(app, args)  # the run exists: refused, nothing trained
+    assert r.exit_code == 2 and "pass --resume" in " ".join(r.output.split())
+    r = runner.invoke(app, [*args, "--resume"])  # complete: nothing to resume
+    assert r.exit_code == 2 and "nothing to resume" in " ".join(r.output.split())

@@ -120,6 +120,10 @@ def reconstruct(
         if getattr(dataset, "grid", True) and tuple(grid) == shape[:-1]:
             originals = target.reshape(len(pos), *grid, shape[-1])
     labels = rows["label"].tolist() if "label" in rows else [None] * len(pos)
+    # class names where the zoo (or its source data) records them: "7", "torus", not a bare index
+    classes = zoo.provenance.get("classes") or (list(dataset.classes) if dataset is not None else None)
+    if classes:
+        labels = [classes[int(lb)] if lb is not None and 0 <= int(lb) < len(classes) else lb for lb in labels]
     return Reconstruction(pos, values, originals, psnr, table_psnr, labels, kind, meta)
 
 

@@ -173,5 +173,6 @@ def signal_provenance(dataset: SignalDataset) -> dict[str, Any]:
         "signal_kind": dataset.kind,
         "signal_shape": list(dataset.signal_shape),
         "coordinates": dataset.coordinate_description,
+        "classes": [str(c) for c in dataset.classes],  # label k is classes[k]: figures name the class
         **({"signal_meta": dict(dataset.meta)} if getattr(dataset, "meta", None) else {}),
     }

@@ -97,6 +97,7 @@ class HyperRepResult:
     best_val_loss: float | None
     seconds: float
     history: list[dict[str, float]]
+    epochs_run: int = 0
 
 
 def fit_hyperrep(
@@ -106,9 +107,13 @@ def fit_hyperrep(
     model_config: HyperRepConfig | None = None,
     config: TrainConfig | None = None,
     task: HyperRepTask | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
 ) -> HyperRepResult:
     """Train an autoencoder on ``train`` (raw weights, no labels) with the training engine;
-    the epoch with the lowest ``val`` loss is kept. Defaults: `HyperRepConfig()`, `DEFAULT_TRAIN`."""
+    the epoch with the lowest ``val`` loss is kept. Defaults: `HyperRepConfig()`, `DEFAULT_TRAIN`.
+    ``run_dir`` / ``resume``: metrics.csv and a checkpoint each epoch there, and continuing from it
+    (`weightspace.train.fit`)."""
     model_config = model_config or HyperRepConfig()
     config = config or DEFAULT_TRAIN
     torch.manual_seed(config.seed)  # model initialisation
@@ -118,8 +123,8 @@ def fit_hyperrep(
     augment = RandomSymmetry(("permutation",))
     train_data = WeightBatches(train, torch.zeros(len(train)), transform=augment, seed=config.seed)
     val_data = None if val is None else WeightBatches(val, torch.zeros(len(val)))
-    result = fit(model, task, train_data, val_data, config)
-    return HyperRepResult(result.model.eval(), result.best_value, result.seconds, result.history)
+    result = fit(model, task, train_data, val_data, config, run_dir=run_dir, resume=resume)
+    return HyperRepResult(result.model.eval(), result.best_value, result.seconds, result.history, result.epochs_run)
 
 
 @torch.no_grad()
