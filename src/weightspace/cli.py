@@ -429,6 +429,7 @@ def nern_train_reference(
     batch_size: int = typer.Option(64),
     seed: int = typer.Option(0, help="seeds the split, the initialisation and the data order"),
     progress: bool = typer.Option(True),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Train a reference CNN and write it with its architecture as safetensors metadata."""
     from weightspace.train import TrainConfig
@@ -439,7 +440,7 @@ def nern_train_reference(
         data = load_classification_data(dataset, seed=seed)
         config = CNNConfig(arch, data.shape[2], len(data.classes), width)
         res = train_cnn(config, data, TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                                  progress=progress), seed=seed)
+                                                  progress=progress, **lightning(device)), seed=seed)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     save_cnn(out, res.model, config, {"dataset": dataset, "data_seed": seed, "test_accuracy": res.test_acc,
@@ -476,6 +477,7 @@ def nern_fit(
     lr: float = typer.Option(1e-2),
     seed: int = typer.Option(0),
     progress: bool = typer.Option(True),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Fit a NeRN predictor to a trained CNN; report original vs reconstructed accuracy."""
     from weightspace.tasks.nern import NeRNConfig, fit_nern, reconstruct, save_nern
@@ -488,7 +490,8 @@ def nern_fit(
         data = _nern_data(dataset, meta, data_seed)
         config = NeRNConfig(PredictorConfig(hidden, depth, frequencies), reorder=reorder, kd_weight=kd_weight,
                             feature_weight=feature_weight, kernels_per_step=kernels_per_step, epochs=epochs,
-                            warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+                            warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                            accelerator=lightning(device)["accelerator"])
         nern = fit_nern(net, cnn, data, config)
         test = data.select_split("test")
         original, rebuilt = accuracy(net, test), accuracy(reconstruct(nern), test)

@@ -74,13 +74,12 @@ def predict(
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Predict a zoo column from the weights; Kendall tau and R^2 (or accuracy) on the test runs."""
-    from weightspace.tasks.predict import plot_predictions, predict_property
-    from weightspace.train import TrainConfig
-    from weightspace.zoo.store import Zoo, ZooError
-
     import sys
 
     from weightspace.runs import prepare_run_dir
+    from weightspace.tasks.predict import plot_predictions, predict_property
+    from weightspace.train import TrainConfig
+    from weightspace.zoo.store import Zoo, ZooError
 
     try:
         if out is not None:  # every run directory refused or accepted before any training

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from weightspace.cli_checks import fail as _fail
+from weightspace.cli_checks import lightning
 
 functa_app = typer.Typer(no_args_is_help=True, help="Functa: meta-learned modulated SIRENs; datasets as latents.")
 hyperinr_app = typer.Typer(no_args_is_help=True, help="Hypernetwork INRs: a code per signal -> full SIREN weights.")
@@ -109,6 +110,7 @@ def functa_sample(
     epochs: int = typer.Option(300, help="diffusion training epochs over the training latents"),
     model: Path | None = typer.Option(None, help="functa.safetensors [default: the one the functaset names]"),
     seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Train a small DDPM on the training latents, sample, decode, and plot beside nearest neighbours."""
     from weightspace.inr.meta import reconstruct
@@ -134,7 +136,8 @@ def functa_sample(
 
             coords = grid_coordinates(shape[:-1])
             references, labels = reconstruct(net, train, coords), zoo.table.loc[zoo.split("train"), "label"].tolist()
-        cfg = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, weight_decay=0.0, progress=False, seed=seed)
+        cfg = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, weight_decay=0.0, progress=False, seed=seed,
+                          **lightning(device))
         samples = sample_signals(net, train, coords, count, seed=seed, config=cfg)
         _, _, dist = plot_samples_with_neighbours(samples.signals, references, shape, out, train_labels=labels)
     except (ValueError, KeyError, FileNotFoundError, ZooError) as e:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from weightspace.cli_checks import ALLOW_INCOMPLETE, COMMON_HELP
+from weightspace.cli_checks import ALLOW_INCOMPLETE, COMMON_HELP, lightning
 from weightspace.cli_checks import fail as _fail
 
 app = typer.Typer(no_args_is_help=True, help="Hyper-representations: self-supervised embeddings of model zoos.")
@@ -57,8 +57,13 @@ def fit(
                                                  "(command, seed, configuration, versions, results), checkpoints")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the killed run in --run-dir")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run in --run-dir")] = False,
+    device: Annotated[str, typer.Option(help=COMMON_HELP["device"])] = "auto",
 ) -> None:
     """Train the autoencoder on the zoo's train split (no labels), keep the best val epoch."""
+    import sys
+    from dataclasses import asdict
+
+    from weightspace import runs
     from weightspace.models.hyperrep import HyperRepConfig
     from weightspace.tasks.hyperrep import (
         HyperRepTask,
@@ -67,10 +72,6 @@ def fit(
         reconstruction_error,
         save_hyperrep,
     )
-    import sys
-    from dataclasses import asdict
-
-    from weightspace import runs
     from weightspace.train import TrainConfig
 
     try:
@@ -87,7 +88,7 @@ def fit(
         _fail(str(e))
     mc = HyperRepConfig(d_model=d_model, num_heads=4, encoder_layers=layers, decoder_layers=layers,
                         latent_tokens=latent_tokens, latent_dim=latent_dim, canonical=canonical)
-    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress, **lightning(device))
     task = HyperRepTask(contrastive_weight=contrastive_weight, noise=noise, erase=erase, seed=seed)
     record = None
     if run_dir is not None:
