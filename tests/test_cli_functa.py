@@ -42,3 +42,20 @@ def test_errors_are_clean(tmp_path):
     assert r.exit_code == 2 and "missing.safetensors" in r.output
     r = runner.invoke(app, ["hyperinr", "fit", "-o", str(tmp_path / "y"), "--hidden", "a,b"])
     assert r.exit_code == 2 and "sizes" in r.output
+
+
+def test_hyperinr_encode_takes_the_fits_grid_unless_told(tmp_path):
+    """The model file records the fit's data options: encoding shapes without --resolution uses
+    the fit's grid (said in one line) instead of the dataset's default; another one is warned of."""
+    out = tmp_path / "h"
+    r = runner.invoke(app, ["hyperinr", "fit", "-o", str(out), "--dataset", "shapes", "--field", "udf", "--resolution", "6",
+                            "--per-class", "1", "--steps", "2", "--encode-steps", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    model = str(out / "hyperinr.safetensors")
+    r = runner.invoke(app, ["hyperinr", "encode", model, "--dataset", "shapes", "--per-class", "1", "--steps", "1",
+                            "-o", str(tmp_path / "e1"), "--no-progress"])
+    assert r.exit_code == 0 and "--resolution 6: the fit's" in r.output, r.output
+    assert Zoo.open(tmp_path / "e1" / "codes").provenance["source"]["resolution"] == 6
+    r = runner.invoke(app, ["hyperinr", "encode", model, "--dataset", "shapes", "--per-class", "1", "--steps", "1",
+                            "--resolution", "8", "-o", str(tmp_path / "e2"), "--no-progress"])
+    assert r.exit_code == 0 and "--resolution 8 differs from the fit's 6" in r.output, r.output

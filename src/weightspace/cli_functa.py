@@ -201,7 +201,17 @@ def hyperinr_encode(
     from weightspace.zoo.store import ZooError
 
     try:
-        net, _ = load_hyperinr(model)
+        net, info = load_hyperinr(model)
+        fitted = info.get("source") or {}
+        if str(fitted.get("dataset")) == dataset:  # the grid the hypernetwork was fitted on, unless told otherwise
+            for name, given in (("resolution", resolution), ("field", field)):
+                if name in fitted and given is None:
+                    console.print(f"--{name} {fitted[name]}: the fit's (recorded in {model.name})")
+                elif name in fitted and given != fitted[name]:
+                    console.print(f"[yellow]warning:[/yellow] --{name} {given} differs from the fit's {fitted[name]}",
+                                  soft_wrap=True)
+            resolution = fitted.get("resolution") if resolution is None else resolution
+            field = fitted.get("field") if field is None else field
         data, record = _load(dataset, seed, limit, per_class, resolution, field)
         res = encode_dataset(net, data, out, steps=steps, seed=seed, progress=progress,
                              provenance={"source": record, "model_file": str(model.resolve())})
