@@ -42,7 +42,9 @@ class GaussianFourierFeatures(nn.Module):
 
     def encode(self, t: Tensor) -> Tensor:
         x = 2 * math.pi * (t.movedim(1, -1) @ self.B).movedim(-1, 1)
-        return torch.cat([torch.sin(x), torch.cos(x)], dim=1)
+        # cat keeps the channels-last strides of x, and every later op would inherit them; the
+        # layers run faster on the default layout (as the reference's features end up)
+        return torch.cat([torch.sin(x), torch.cos(x)], dim=1).contiguous()
 
     def forward(self, w: Weights) -> Weights:
         return w.map(self.encode)
