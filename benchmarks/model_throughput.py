@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="NAME@BATCH pairs not to measure, e.g. 'ng-t-mnist-inr@512' (recorded as skipped)")
     ap.add_argument("--skip-reason", default="", help="why the --skip pairs were skipped (shown in the table)")
     ap.add_argument("--models", default=None, help="comma-separated names (default: every preset and the baselines)")
+    ap.add_argument("--name", default="model_throughput",
+                    help="result name: a subset measured later gets its own section instead of replacing the full table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     env = environment()
@@ -81,7 +83,7 @@ def main() -> None:
                 rows[name]["rates"][str(batch)] = {"skipped": args.skip_reason or "skipped"}
     figures = {"skip_reason": args.skip_reason, "rows": rows, "batches": args.batches, "rounds": args.rounds, "steps": args.steps, "budget": args.budget,
                "threads": args.threads}
-    write_result("model_throughput", env, figures, markdown(figures))
+    write_result(args.name, env, figures, markdown(figures))
     print(markdown(figures))
 
 
