@@ -27,7 +27,7 @@ COMMANDS = [
     ("weightspace zoo fit-inrs --dataset mnist-subset -o zoos/mnist5k", "5,000 MNIST INRs, DWSNets recipe"),
     ("weightspace zoo info zoos/mnist5k", "open (verify) and describe"),
     ("weightspace zoo verify zoos/mnist5k", "hashes, values, table against shards"),
-    ("weightspace train zoos/mnist5k --model dws --epochs 40", "DWSNets on 3,500 training INRs"),
+    ("weightspace train zoos/mnist5k --model dws --epochs 40", "dws (library defaults, not the DWSNets preset) on 3,500 training INRs"),
 ]
 
 

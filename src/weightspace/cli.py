@@ -205,8 +205,10 @@ def zoo_export(
     try:
         if fmt not in ("hf", "numpy"):
             raise ValueError(f"unknown format {fmt!r}; expected hf or numpy")
-        if fmt == "numpy" and out.suffix != ".npz":
+        if fmt == "numpy" and (out.suffix != ".npz" or out.is_dir()):
             raise ValueError(f"--out: {out}: the numpy export is one .npz file")
+        if fmt == "hf" and out.exists() and not out.is_dir():
+            raise ValueError(f"--out: {out} is a file; the hf export is a folder")
         zoo = Zoo.open(path, allow_incomplete=allow_incomplete)
         if fmt == "hf":
             written = export_hf(zoo, out, split=split, allow_incomplete=allow_incomplete)

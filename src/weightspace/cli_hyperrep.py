@@ -75,8 +75,8 @@ def fit(
     from weightspace.train import TrainConfig
 
     try:
-        if run_dir is not None:  # refused before the zoo is opened
-            runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        if run_dir is not None:  # refused before the zoo is opened; an --overwrite clears it only after
+            runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, clear=False)
         elif resume or overwrite:
             raise ValueError("--resume and --overwrite need --run-dir")
     except ValueError as e:
@@ -92,6 +92,7 @@ def fit(
     task = HyperRepTask(contrastive_weight=contrastive_weight, noise=noise, erase=erase, seed=seed)
     record = None
     if run_dir is not None:
+        runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)  # the zoo opened: now clear an --overwrite
         record = {"zoo": str(zoo_path), "model": "hyperrep", "model_options": asdict(mc), "target": None, "seed": seed,
                   "train_config": asdict(tc), "task": asdict(task), "augment": "permutation", "mixup": None,
                   "command": ["weightspace", *sys.argv[1:]], "model_file": str(out), "versions": runs.versions()}

@@ -267,11 +267,11 @@ def evaluate_run(run_dir: str | Path, zoo, split: str = "test") -> dict[str, flo
     if meta.task == "regress":
         from scipy.stats import kendalltau
 
+        from weightspace.tasks.predict import r2_score
+
         true = table[meta.target].to_numpy(dtype=float)
         pred = predict(model, weights)[:, 0].double().numpy() * meta.target_std + meta.target_mean
-        ss_tot = float(((true - true.mean()) ** 2).sum())
-        return {"kendall_tau": float(kendalltau(true, pred).statistic),
-                "r2": 1 - float(((true - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+        return {"kendall_tau": float(kendalltau(true, pred).statistic), "r2": r2_score(true, pred),
                 "mse": float(((true - pred) ** 2).mean()), "networks": float(len(true))}
     labels = _class_indices(meta, table[meta.target], str(zoo.path))
     if len(labels) and (labels.min() < 0 or labels.max() >= meta.num_classes):
@@ -296,17 +296,15 @@ def edited(model: RunModel, weights: Weights, *, batch_size: int = 512) -> Weigh
 
 def _evaluate_edit(model: RunModel, meta: RunMetadata, zoo, split: str) -> dict[str, float]:
     """MSE of the edited and of the unedited INRs against the dilated renderings of ``split``."""
-    from weightspace.core.functional import forward
     from weightspace.signals.base import grid_coordinates
-    from weightspace.tasks.edit import _recipe_of, dilation_data
+    from weightspace.tasks.edit import _recipe_of, dilation_data, rendering_mse
 
     check_spec(meta.spec, zoo.spec, f"the networks of {zoo.path}")
     recipe, shape = _recipe_of(zoo), tuple(zoo.provenance.get("signal_shape") or ())
     coords = grid_coordinates(shape[:2])
     raw, target = dilation_data(zoo, split, recipe, coords, shape)
-    y = recipe.encode_targets(target)
-    out = forward(edited(model, raw), coords) + recipe.output_offset
-    return {"mse": float(F.mse_loss(out, y)), "identity_mse": float(F.mse_loss(forward(raw, coords) + recipe.output_offset, y)),
+    return {"mse": rendering_mse(edited(model, raw), target, recipe, coords),
+            "identity_mse": rendering_mse(raw, target, recipe, coords),
             "networks": float(len(raw))}
 
 

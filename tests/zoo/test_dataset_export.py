@@ -182,3 +182,28 @@ def test_export_and_import_commands(tmp_path) -> None:
     assert r.exit_code == 0 and (tmp_path / "z.npz").is_file(), r.output
     r = runner.invoke(app, ["zoo", "export", str(zoo.path), "--format", "csv", "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "unknown format 'csv'" in r.output
+
+
+def test_import_refuses_rows_of_the_wrong_length_and_a_damaged_sidecar(tmp_path) -> None:
+    import pyarrow as pa
+
+    zoo = _build(tmp_path / "z")
+    table = to_arrow(zoo)
+    df = table.to_pandas()
+    # one row two values short, the next two long: the column's total is right, the rows are not
+    a, b = list(df.loc[0, "layers.1.bias"]), list(df.loc[1, "layers.1.bias"])
+    df.at[0, "layers.1.bias"], df.at[1, "layers.1.bias"] = a[:-2], b + a[-2:]
+    schema = table.schema.set(table.schema.get_field_index("layers.1.bias"), pa.field("layers.1.bias", pa.list_(pa.float32())))
+    ragged = tmp_path / "ragged.parquet"
+    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), ragged)
+    with pytest.raises(ValueError, match=r"column 'layers\.1\.bias' has rows of other lengths than 8"):
+        import_hf(ragged, tmp_path / "a")
+    export_hf(zoo, tmp_path / "hf")
+    for f in (tmp_path / "hf" / "data").iterdir():  # readers that drop metadata then need the sidecar
+        pq.write_table(pq.read_table(f).replace_schema_metadata(None), f)
+    (tmp_path / "hf" / "weightspace.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"weightspace\.json: damaged"):
+        import_hf(tmp_path / "hf", tmp_path / "b")
+    (tmp_path / "afile").write_text("x")
+    r = runner.invoke(app, ["zoo", "export", str(zoo.path), "--format", "hf", "-o", str(tmp_path / "afile")])
+    assert r.exit_code == 2 and "is a file; the hf export is a folder" in r.output

@@ -92,6 +92,11 @@ def _recipe_of(zoo: Zoo) -> SirenRecipe:
     return SirenRecipe(**r)
 
 
+def rendering_mse(weights: Weights, target: Tensor, recipe: SirenRecipe, coords: Tensor) -> float:
+    """MSE, in the recipe's target range, of raw ``weights``' renderings against ``target`` ``[N, P, c]``."""
+    return float(F.mse_loss(forward(weights, coords) + recipe.output_offset, recipe.encode_targets(target)))
+
+
 def dilation_data(zoo: Zoo, split: str, recipe: SirenRecipe, coords: Tensor, shape: tuple[int, int, int]) -> tuple[Weights, Tensor]:
     """Raw weights of ``split`` and the dilation of their renderings, ``[N, P, c]``."""
     w, _ = zoo.load(split)
@@ -136,8 +141,7 @@ def edit_zoo(zoo: Zoo, model_name: str, *, config: TrainConfig = TrainConfig(), 
         rec = runs.start_run(run_dir, {**rec.to_dict(), **(record or {})}, resume=resume)
     result = fit(model, task, batches["train"], batches["val"], config, run_dir=run_dir, resume=resume)
     test = evaluate(result.model, task, batches["test"], config)
-    w, y = data["test"]
-    identity = float(F.mse_loss(forward(w, coords) + recipe.output_offset, recipe.encode_targets(y)))
+    identity = rendering_mse(*data["test"], recipe, coords)
     if run_dir is not None:
         runs.finish_run(run_dir, rec, result.model, meta, {
             "test": {"mse": test["mse"], "identity_mse": identity}, "best_val": result.best_value,

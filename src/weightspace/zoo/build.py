@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from weightspace._progress import disabled
+from weightspace._progress import StepBar
 from weightspace.inr.siren import SirenRecipe
 from weightspace.signals.base import SignalDataset, signal_provenance
 from weightspace.zoo.backends import Backend, FitJob, ShardTask, fit_shard, make_backend
@@ -162,17 +161,10 @@ def build_inr_zoo(
     # so it shows a rate and an ETA from the first seconds; networks that stop early at the
     # recipe's PSNR give their unused steps back when their shard is written.
     steps = recipe.steps
-    bar = tqdm(total=m * steps, initial=done_before * steps, disable=disabled(progress), unit="INR-step", unit_scale=True,
-               desc=f"fitting INRs ({runner.name})")
-    moved = [0]  # INR-steps reported for the shard being fitted
-
-    def on_step(k: int) -> None:
-        moved[0] += k
-        bar.update(k)
-
-    work = partial(fit_shard, on_step=on_step) if runner.name == "local" else fit_shard
+    bar = StepBar(m * steps, done_before * steps, progress, unit="INR-step", desc=f"fitting INRs ({runner.name})")
+    work = partial(fit_shard, on_step=bar.on_step) if runner.name == "local" else fit_shard
     written = done_before
-    with bar, closing(runner.run(job, tasks(), work)) as results:  # the bar ends its line on errors too
+    with bar, closing(runner.run(job, tasks(), work)) as results:
         for res in results:
             rows = shard_rows(res.shard)
             writer.write_shard(
@@ -188,10 +180,8 @@ def build_inr_zoo(
                     "seed": seeds[rows].tolist(),
                 },
             )
-            bar.update(len(rows) * steps - moved[0])
-            moved[0] = 0
             written += len(rows)
-            bar.set_postfix(networks=f"{written}/{m}", mean_psnr=f"{res.psnr.mean():.1f}dB")
+            bar.shard_done(len(rows) * steps, networks=f"{written}/{m}", mean_psnr=f"{res.psnr.mean():.1f}dB")
     return writer.finalize()
 
 

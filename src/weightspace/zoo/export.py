@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from weightspace.core.spec import NetworkSpec
@@ -82,10 +83,14 @@ def to_arrow(zoo: Zoo, positions: Iterable[int] | np.ndarray | None = None, *, c
         arr = pa.chunked_array(parts, type=pa.list_(pa.float32(), size)) if parts else pa.chunked_array(
             [], type=pa.list_(pa.float32(), size))
         table = table.append_column(name, arr)
-    meta = {"format": "weightspace-zoo-rows", "version": 1, "spec": zoo.spec.to_dict(),
-            "provenance": zoo.provenance, "source": str(zoo.path)}
-    return table.replace_schema_metadata({META_KEY: json.dumps(meta, default=str).encode(),
+    return table.replace_schema_metadata({META_KEY: json.dumps(_metadata(zoo), default=str).encode(),
                                           b"huggingface": json.dumps(_hf_features(table.schema)).encode()})
+
+
+def _metadata(zoo: Zoo) -> dict[str, Any]:
+    """What an exported row set carries besides its rows: the spec, the provenance, the source."""
+    return {"format": "weightspace-zoo-rows", "version": 1, "spec": zoo.spec.to_dict(), "provenance": zoo.provenance,
+            "source": str(zoo.path)}
 
 
 def _shape(spec: NetworkSpec, name: str) -> tuple[int, ...]:
@@ -107,9 +112,8 @@ def export_hf(zoo: Zoo, out: str | Path, *, split: str | None = None, allow_inco
     require_complete(zoo, allow_incomplete)
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
-    (out / "weightspace.json").write_text(json.dumps(  # the spec beside the data, for readers that drop metadata
-        {"format": "weightspace-zoo-rows", "version": 1, "spec": zoo.spec.to_dict(), "provenance": zoo.provenance,
-         "source": str(zoo.path)}, indent=2, default=str))
+    # the spec beside the data, for readers that drop schema metadata
+    (out / "weightspace.json").write_text(json.dumps(_metadata(zoo), indent=2, default=str))
     written = []
     for name, pos in _split_positions(zoo, split).items():
         f = out / "data" / f"{name}-00000-of-00001.parquet"
@@ -207,7 +211,10 @@ def import_hf(source: Any, out: str | Path, *, shard_size: int = 256, spec: Netw
     fallback = None if spec is None else {"spec": spec.to_dict()}
     sidecar = Path(source) / "weightspace.json" if isinstance(source, (str, Path)) else None
     if fallback is None and sidecar is not None and sidecar.is_file():
-        fallback = json.loads(sidecar.read_text())
+        try:
+            fallback = json.loads(sidecar.read_text())
+        except (ValueError, OSError, RecursionError) as e:
+            raise ValueError(f"{sidecar}: damaged ({type(e).__name__}: {str(e)[:80]})") from None
     if fallback is None:  # a datasets object made by to_hf: the spec is in its description
         first = next(iter(source.values())) if hasattr(source, "values") and not hasattr(source, "info") else source
         description = getattr(getattr(first, "info", None), "description", None) or ""
@@ -238,6 +245,11 @@ def import_hf(source: Any, out: str | Path, *, shard_size: int = 256, spec: Netw
         size = int(np.prod(_shape(spec, n)))
         if not pa.types.is_fixed_size_list(col.type) and not pa.types.is_list(col.type):
             raise ValueError(f"{tables[0][0]}: column {n!r} is {col.type}, not a list of floats")
+        if pa.types.is_list(col.type):  # every row its own length: totals alone could pair values with wrong rows
+            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+            if col.null_count or (lengths != size).any():
+                raise ValueError(f"{tables[0][0]}: column {n!r} has rows of other lengths than {size} "
+                                 f"(shape {list(_shape(spec, n))}) or empty rows")
         flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
         if flat.size != len(df) * size:
             raise ValueError(f"{tables[0][0]}: column {n!r} holds {flat.size} values, expected {len(df)} x {size} "

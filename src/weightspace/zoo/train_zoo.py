@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from weightspace._progress import disabled
+from weightspace._progress import StepBar
 from weightspace.signals.images import ImageDataset, load_images
 from weightspace.zoo.backends import Backend, make_backend
 from weightspace.zoo.population import ClassifierData, PopulationResult, steps_per_epoch, train_population
@@ -159,25 +158,18 @@ def build_classifier_zoo(
     done_before = num_runs - sum(len(shard_runs(s)) for s in todo)
     # The bar counts run-steps (networks x optimiser steps), moved after every step of a local run.
     per_run = recipe.epochs * steps_per_epoch(len(data.train_y), recipe.batch_size)
-    bar = tqdm(total=num_runs * per_run, initial=done_before * per_run, disable=disabled(progress), unit="run-step",
-               unit_scale=True, desc=f"training classifiers ({runner.name})")
-    moved = [0]
-
-    def on_step(k: int) -> None:
-        moved[0] += k
-        bar.update(k)
-
-    work = partial(train_shard, on_step=on_step) if runner.name == "local" else train_shard
+    bar = StepBar(num_runs * per_run, done_before * per_run, progress, unit="run-step",
+                  desc=f"training classifiers ({runner.name})")
+    work = partial(train_shard, on_step=bar.on_step) if runner.name == "local" else train_shard
     written = done_before
     with bar, closing(runner.run(job, tasks(), work)) as results:
         for s, res in results:
             cols = dict(res.columns)
             cols["split"] = [str(split[r]) for r in cols["run"]]
             writer.write_shard(s, res.weights, cols)
-            bar.update(len(shard_runs(s)) * per_run - moved[0])
-            moved[0] = 0
             written += len(shard_runs(s))
-            bar.set_postfix(runs=f"{written}/{num_runs}", test_acc=f"{np.mean(cols['test_accuracy']):.3f}")
+            bar.shard_done(len(shard_runs(s)) * per_run, runs=f"{written}/{num_runs}",
+                           test_acc=f"{np.mean(cols['test_accuracy']):.3f}")
     return writer.finalize()
 
 
