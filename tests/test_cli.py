@@ -43,9 +43,10 @@ def test_edit_and_mixup_commands(tmp_path):
     assert "test MSE" in r.output and (tmp_path / "e.png").exists()
     r = runner.invoke(app, ["edit", str(out), "--epochs", "1", "--no-progress", "-o", str(tmp_path / "run")])
     assert r.exit_code == 0 and "wrote" in r.output, r.output
-    r = runner.invoke(app, ["evaluate", str(tmp_path / "run"), str(out)])
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "run"), str(out), "--device", "cpu"])
     assert r.exit_code == 0 and "against the dilated images (no edit:" in " ".join(r.output.split()), r.output
-    r = runner.invoke(app, ["apply", str(tmp_path / "run"), str(out), "--split", "test", "-o", str(tmp_path / "e.safetensors")])
+    r = runner.invoke(app, ["apply", str(tmp_path / "run"), str(out), "--split", "test", "-o", str(tmp_path / "e.safetensors"),
+                            "--device", "cpu"])
     assert r.exit_code == 0 and "edited networks" in r.output, r.output
     from safetensors.torch import load_file
 

@@ -18,6 +18,7 @@ from weightspace.cli_checks import RULES, Rule, commands, rule_for
 from weightspace.zoo.store import Zoo
 
 runner = CliRunner()
+_HAS_CUDA = __import__("torch").cuda.is_available()
 
 
 def _parameters():
@@ -81,6 +82,14 @@ def test_number_rules(rule, value, ok) -> None:
     (["hyperrep", "sample", "{zoo}", "{file}", "-n", "0"], "--num must be at least 1 (got 0)"),
     (["nern", "fit", "{file}", "-o", "{tmp}/p.safetensors", "--warmup-epochs", "-1"], "--warmup-epochs must be at least 0"),
     (["functa", "fit", "-o", "{tmp}/f", "--lr", "-1"], "--lr must be above 0 (got -1)"),
+    (["functa", "fit", "-o", "{tmp}/f", "--device", "tpu"], "--device must be one of auto, cpu, cuda, gpu or cuda:N"),
+    *(pytest.param(args, message, marks=pytest.mark.skipif(_HAS_CUDA, reason="this machine has a CUDA device"))
+      for args, message in [
+          (["functa", "fit", "-o", "{tmp}/f", "--device", "cuda"], "--device cuda: no CUDA device is available"),
+          (["compress", "{file}", "-o", "{tmp}/a.wsc", "--bpp", "1", "--device", "cuda:0"],
+           "--device cuda:0: no CUDA device is available (this torch build: "),
+          (["hyperrep", "sample", "{zoo}", "{file}", "--device", "gpu"], "--device gpu: no CUDA device is available"),
+      ]),
 ])
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, args, message) -> None:
     (tmp_path / "zoo").mkdir()  # never opened: the checks run first
@@ -170,9 +179,10 @@ def test_every_command_has_help_and_every_option_a_description() -> None:
     left without a description (`COMMON_HELP` fills the shared ones)."""
     from typer.models import ArgumentInfo, OptionInfo
 
-    undescribed = []
+    undescribed, mangled = [], []
     for path, info in commands(app):
         text = " ".join(_help_of(path).split())
+        boxless = " ".join(text.replace("│", " ").split())
         doc = " ".join((info.callback.__doc__ or "").split())
         assert doc and doc.split(".")[0][:60] in text, f"{path}: --help lacks its description"
         hints = typing.get_type_hints(info.callback.__wrapped__, include_extras=True)
@@ -183,7 +193,10 @@ def test_every_command_has_help_and_every_option_a_description() -> None:
             param = found[0] if found else p.default
             if not getattr(param, "help", None):
                 undescribed.append(f"{path} {name}")
+            elif " ".join(param.help.split()) not in boxless:  # e.g. "[default: x]" read as markup and dropped
+                mangled.append(f"{path} {name}: {param.help!r}")
     assert not undescribed, f"options without help: {undescribed}"
+    assert not mangled, f"help shown other than written: {mangled}"
 
 
 def test_help_does_not_import_torch() -> None:

@@ -9,10 +9,11 @@ runner = CliRunner()
 def test_functa_fit_encode_sample(tmp_path):
     out = tmp_path / "f"
     r = runner.invoke(app, ["functa", "fit", "-o", str(out), "--dataset", "digits", "--limit", "10", "--hidden", "16,16",
-                            "--latent-dim", "8", "--steps", "5", "--no-progress"])
+                            "--latent-dim", "8", "--steps", "5", "--no-progress", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "functaset" in r.output and len(Zoo.open(out / "functaset")) == 30
-    r = runner.invoke(app, ["functa", "encode", str(out / "functa.safetensors"), "-o", str(tmp_path / "g"), "--limit", "4"])
+    r = runner.invoke(app, ["functa", "encode", str(out / "functa.safetensors"), "-o", str(tmp_path / "g"), "--limit", "4",
+                            "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert Zoo.open(tmp_path / "g").provenance["kind"] == "functa"
     r = runner.invoke(app, ["functa", "sample", str(out / "functaset"), "-o", str(tmp_path / "s.png"), "--count", "3",
@@ -27,13 +28,14 @@ def test_functa_fit_encode_sample(tmp_path):
 def test_hyperinr_fit_encode(tmp_path):
     out = tmp_path / "h"
     r = runner.invoke(app, ["hyperinr", "fit", "-o", str(out), "--limit", "6", "--code-dim", "8", "--hidden", "32",
-                            "--inr-hidden", "8,8", "--steps", "20", "--encode-steps", "5", "--no-progress"])
+                            "--inr-hidden", "8,8", "--steps", "20", "--encode-steps", "5", "--no-progress", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert len(Zoo.open(out / "codes")) == 18 and Zoo.open(out / "weights").provenance["generator"] == "hyperinr"
     r = runner.invoke(app, ["hyperinr", "encode", str(out / "hyperinr.safetensors"), "-o", str(tmp_path / "e"), "--limit", "3",
-                            "--steps", "5", "--no-progress"])
+                            "--steps", "5", "--no-progress", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["zoo", "render", str(tmp_path / "e" / "weights"), "-o", str(tmp_path / "r.png"), "--count", "2"])
+    r = runner.invoke(app, ["zoo", "render", str(tmp_path / "e" / "weights"), "-o", str(tmp_path / "r.png"), "--count", "2",
+                            "--device", "cpu"])
     assert r.exit_code == 0, r.output
 
 
@@ -59,3 +61,37 @@ def test_hyperinr_encode_takes_the_fits_grid_unless_told(tmp_path):
     r = runner.invoke(app, ["hyperinr", "encode", model, "--dataset", "shapes", "--per-class", "1", "--steps", "1",
                             "--resolution", "8", "-o", str(tmp_path / "e2"), "--no-progress"])
     assert r.exit_code == 0 and "--resolution 8 differs from the fit's 6" in r.output, r.output
+
+
+def test_functa_infer_shapes_from_partial_observations(tmp_path):
+    import json
+
+    out = tmp_path / "fs"
+    r = runner.invoke(app, ["functa", "fit", "-o", str(out), "--dataset", "shapes", "--per-class", "2", "--resolution", "6",
+                            "--field", "sdf", "--hidden", "16,16", "--latent-dim", "8", "--steps", "3", "--no-progress",
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["functa", "infer", str(out / "functaset"), "--observe", "view:-y", "--observe", "random:0.5",
+                            "--figure", str(tmp_path / "i.png"), "--json", str(tmp_path / "i.json"), "--device", "cpu"],
+                      env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "i.json").read_text())
+    assert [row["observation"] for row in rows] == ["view:-y", "random:0.5"]
+    assert rows[1]["observed"] == 0.5 and 0 < rows[0]["observed"] < 1 and all(0 <= row["functa_iou"] <= 1 for row in rows)
+    assert (tmp_path / "i.png").stat().st_size > 0 and "nearest IoU" in r.output and "view:-y" in r.output
+    # refused before any work, in one line: a bad observation, a field without an inside, a non-shape functaset
+    r = runner.invoke(app, ["functa", "infer", str(out / "functaset"), "--observe", "view:up", "--json",
+                            str(tmp_path / "never.json")])
+    assert r.exit_code == 2 and "view:AXIS" in r.output and not (tmp_path / "never.json").exists()
+    udf = tmp_path / "fu"
+    r = runner.invoke(app, ["functa", "fit", "-o", str(udf), "--dataset", "shapes", "--per-class", "1", "--resolution", "4",
+                            "--field", "udf", "--hidden", "8", "--latent-dim", "4", "--steps", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["functa", "infer", str(udf / "functaset")])
+    assert r.exit_code == 2 and "has no inside" in " ".join(r.output.split())
+    digits = tmp_path / "fd"
+    r = runner.invoke(app, ["functa", "fit", "-o", str(digits), "--dataset", "digits", "--limit", "3", "--hidden", "8",
+                            "--latent-dim", "4", "--steps", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["functa", "infer", str(digits / "functaset")])
+    assert r.exit_code == 2 and "needs shapes on a grid" in " ".join(r.output.split())

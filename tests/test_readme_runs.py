@@ -35,7 +35,7 @@ SMALL: dict[str, list[str] | str] = {
                                                                                 "--steps", "5"],
     "zoo fit-inrs --dataset tones -o zoos/tones": ["--per-class", "1", "--steps", "5"],
     "zoo fit-inrs --dataset digits --backend ray -o zoos/d": "starts a Ray cluster (tests/zoo/test_backends.py runs one)",
-    "zoo render zoos/shapes --split test -o shapes.png --mesh shape.obj": [],
+    "zoo render zoos/shapes --split test -o shapes.png --mesh meshes": [],
     "zoo import dwsnets path/to/mnist-inrs -o zoos/dws": "needs DWSNets' published INRs (tests/zoo/test_importers.py "
                                                          "imports their layout)",
     "zoo export zoos/mnist5k --format hf -o exports/mnist5k": [],
@@ -69,6 +69,12 @@ SMALL: dict[str, list[str] | str] = {
     "functa encode runs/functa/functa.safetensors --dataset digits -o runs/digits-functaset": ["--limit", "2"],
     "functa sample runs/functa/functaset -o samples.png": ["--epochs", "2", "-n", "2"],
     "train runs/functa/functaset --model mlp": ["--epochs", "1", "--no-progress"],
+    "functa fit --dataset shapes --field sdf --resolution 16 -o runs/functa-shapes": [
+        "--per-class", "2", "--resolution", "6", "--steps", "2", "--hidden", "16,16", "--latent-dim", "8", "--no-progress"],
+    "functa infer runs/functa-shapes/functaset --observe view:+z --observe random:0.05 --figure infer.png": [],
+    "gasp fit --dataset mnist-subset --steps 2000 -o runs/gasp": ["--limit", "20", "--steps", "2", "--batch-size", "4",
+                                                                  "--samples", "8", "--no-progress"],
+    "gasp sample runs/gasp -n 8 --scale 4 -o gasp-samples.png": [],
     "hyperinr fit --dataset shapes --field udf --resolution 12 -o runs/hyper": ["--per-class", "1", "--resolution", "6",
                                                                                "--steps", "3", "--encode-steps", "2",
                                                                                "--no-progress"],
@@ -77,10 +83,10 @@ SMALL: dict[str, list[str] | str] = {
                                                                                           "--steps", "2",
                                                                                           "--no-progress"],
     "train runs/hyper/weights --model probe": ["--epochs", "1", "--no-progress"],
-    "hyperrep fit zoos/cnn-mnist-small -o runs/hr.safetensors --epochs 40 --run-dir runs/hr": [
+    "hyperrep fit zoos/cnn-mnist-small -o runs/hr --epochs 40": [
         "--epochs", "1", "--d-model", "16", "--layers", "1", "--latent-tokens", "2", "--latent-dim", "4", "--no-progress"],
-    "hyperrep probe zoos/cnn-mnist-small runs/hr.safetensors --figure map.png": ["--probes", "linear"],
-    "hyperrep sample zoos/cnn-mnist-small runs/hr.safetensors -n 100 --finetune-steps 100 --figure accuracy.png "
+    "hyperrep probe zoos/cnn-mnist-small runs/hr --figure map.png": ["--probes", "linear"],
+    "hyperrep sample zoos/cnn-mnist-small runs/hr -n 100 --finetune-steps 100 --figure accuracy.png "
     "-o zoos/hr-samples": ["-n", "4", "--finetune-steps", "2", "--test-images", "50"],
     "compress photo.png -o photo.wsc --bpp 0.3": ["--steps", "5", "--no-progress"],
     "compress photo.png -o photo.wsc --psnr 30 --bits 8": ["--steps", "5", "--no-progress"],

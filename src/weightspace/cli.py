@@ -133,10 +133,12 @@ def zoo_render(
     index: str | None = typer.Option(None, help="network ids, comma-separated (e.g. 0,5,9)"),
     split: str | None = typer.Option(None, help="render the first --count networks of this split"),
     count: int = typer.Option(8, "--count", "-n", help="networks to render when no --index is given"),
-    mesh: Path | None = typer.Option(None, help="shapes: also write marching-cubes meshes (.obj or .ply)"),
+    mesh: Path | None = typer.Option(None, help="shapes: also write marching-cubes meshes: a folder (one "
+                                     "<id>-<class>.obj per network) or, for one network, a .obj / .ply file"),
     resolution: int | None = typer.Option(None, help="shapes: decode on this many grid points per axis"),
     originals: bool = typer.Option(True, help="load the zoo's source signals (if recorded) to show and compare"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Decode INRs of a zoo back to signals; write a figure of reconstructions with their PSNR."""
     from weightspace.inr.render import render_zoo, select_positions, source_dataset
@@ -147,7 +149,8 @@ def zoo_render(
         ids = [int(i) for i in index.split(",") if i.strip()] if index else None
         pos = select_positions(zoo, indices=ids, split=split, count=count)
         data = source_dataset(zoo) if originals else None
-        rec, written = render_zoo(zoo, out, pos, dataset=data, resolution=resolution, mesh=mesh)
+        rec, written = render_zoo(zoo, out, pos, dataset=data, resolution=resolution, mesh=mesh,
+                                  device=torch_device(device))
     except (ValueError, KeyError, FileNotFoundError, ImportError, ZooError) as e:
         _fail(str(e).strip('"'))
     for i, p, t, lb in zip(zoo.table["id"].to_numpy()[rec.positions], rec.psnr, rec.table_psnr, rec.labels):
@@ -292,6 +295,7 @@ def evaluate(
     zoo_path: Path = typer.Argument(..., help="zoo directory with the run's target column"),
     split: str = typer.Option("test", help="split of the zoo to score"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Score a trained run's model on a split of a zoo: accuracy and loss (a classifier), Kendall
     tau, R^2 and MSE (a regressor from `predict --out`)."""
@@ -299,7 +303,8 @@ def evaluate(
     from weightspace.zoo.store import Zoo, ZooError
 
     try:
-        res = evaluate_run(run_dir, Zoo.open(zoo_path, allow_incomplete=allow_incomplete), split)
+        res = evaluate_run(run_dir, Zoo.open(zoo_path, allow_incomplete=allow_incomplete), split,
+                           device=torch_device(device))
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e).strip('"'))
     if "r2" in res:
@@ -320,6 +325,7 @@ def apply(
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (default: print the CSV); an edit run: "
                                     "the .safetensors of the edited networks"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Apply a trained run's model to networks: id, the prediction and (classifiers) the class
     probabilities, as CSV; an edit run (`edit --out`) writes the edited networks instead."""
@@ -330,10 +336,11 @@ def apply(
         if load_run(run_dir)[1].task == "edit":
             if out is None or out.suffix != ".safetensors":
                 raise ValueError("an edit run writes networks: give -o EDITED.safetensors")
-            n = apply_edits(run_dir, networks, out, split=split, allow_incomplete=allow_incomplete)
+            n = apply_edits(run_dir, networks, out, split=split, allow_incomplete=allow_incomplete,
+                            device=torch_device(device))
             console.print(f"wrote {out}: {n} edited networks (layers.<i>.weight [N, ...], layers.<i>.bias)")
             return
-        table = apply_run(run_dir, networks, split=split, allow_incomplete=allow_incomplete)
+        table = apply_run(run_dir, networks, split=split, allow_incomplete=allow_incomplete, device=torch_device(device))
     except (ValueError, KeyError, ZooError) as e:
         _fail(str(e).strip('"'))
     if out is None:
@@ -407,12 +414,14 @@ def quickstart(
     epochs: int = typer.Option(40),
     seed: int = typer.Option(0),
     progress: bool = typer.Option(True),
+    device: str = typer.Option("auto", help="where the models train: cpu, cuda, or auto (cuda when available); "
+                               "the zoo is fitted on the CPU, the fastest fitter here"),
 ) -> None:
     """Fit an INR zoo on embedded data, train the flat MLP and DWS models, print accuracies,
     and write a figure of originals vs reconstructions. The zoo is cached in OUT."""
     from weightspace.tasks.quickstart import QuickstartConfig, run_quickstart
 
-    run_quickstart(out, QuickstartConfig(epochs=epochs, seed=seed), progress=progress)
+    run_quickstart(out, QuickstartConfig(epochs=epochs, seed=seed, **lightning(device)), progress=progress)
 
 
 # ---------------------------------------------------------------------------- nern
@@ -464,8 +473,8 @@ def _nern_data(dataset: str | None, meta: dict, seed: int | None):
 def nern_fit(
     model: Path = typer.Argument(..., help="reference CNN file (from `nern train-reference`)"),
     out: Path = typer.Option(..., "--out", "-o", help="predictor file to write (safetensors)"),
-    dataset: str | None = typer.Option(None, help="images for distillation and evaluation [default: the model's]"),
-    data_seed: int | None = typer.Option(None, help="split seed [default: the model's]"),
+    dataset: str | None = typer.Option(None, help="images for distillation and evaluation (default: the model's)"),
+    data_seed: int | None = typer.Option(None, help="split seed (default: the model's)"),
     hidden: int = typer.Option(128, help="predictor width"),
     depth: int = typer.Option(4, help="predictor hidden layers"),
     frequencies: int = typer.Option(8, help="positional-encoding frequencies per coordinate"),
@@ -516,8 +525,9 @@ def nern_fit(
 def nern_reconstruct(
     predictor: Path = typer.Argument(..., help="predictor file (from `nern fit`)"),
     out: Path = typer.Option(..., "--out", "-o", help="model file to write (safetensors)"),
-    dataset: str | None = typer.Option(None, help="evaluate on this dataset's test split [default: the model's]"),
+    dataset: str | None = typer.Option(None, help="evaluate on this dataset's test split (default: the model's)"),
     original_order: bool = typer.Option(True, help="undo the reordering (same function either way)"),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Rebuild the CNN from a predictor, write it as safetensors and report its accuracy."""
     from weightspace.tasks.nern import load_nern, reconstruct
@@ -526,7 +536,8 @@ def nern_reconstruct(
 
     try:
         nern = load_nern(predictor)
-        model = reconstruct(nern, original_order=original_order)
+        nern.predictor.to(torch_device(device))
+        model = reconstruct(nern, original_order=original_order, device=torch_device(device))
         ref = nern.info.get("reference", {})
         data = _nern_data(dataset, ref, None)
         acc = accuracy(model, data.select_split("test"))
@@ -543,6 +554,7 @@ __import__("weightspace.cli_classifiers").cli_classifiers.register(app, zoo_app)
 
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.functa_app, name="functa")
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.hyperinr_app, name="hyperinr")
+app.add_typer(__import__("weightspace.cli_gasp").cli_gasp.app, name="gasp")
 
 app.add_typer(__import__("weightspace.cli_compress").cli_compress.app)  # compress, decompress, compress-base
 

@@ -55,7 +55,7 @@ class Rule:
             return None
         if self.kind == "device":
             ok = value in DEVICES or (isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit())
-            return None if ok else f"{flag} must be one of {', '.join(DEVICES)} or cuda:N (got {value!r})"
+            return _cuda_problem(flag, value) if ok else f"{flag} must be one of {', '.join(DEVICES)} or cuda:N (got {value!r})"
         if self.kind in ("int", "float"):
             return self._number(flag, value)
         return _path_problem(flag, Path(value), self)
@@ -75,6 +75,22 @@ def _num(x: float) -> str:
 
 
 DEVICES = ("auto", "cpu", "cuda", "gpu")  # gpu: a synonym of cuda (Lightning's name)
+
+
+def _cuda_problem(flag: str, value: str) -> str | None:
+    """Why ``--device cuda`` (``gpu``, ``cuda:N``) cannot run here, or None; ``auto`` and ``cpu``
+    import nothing, so ``--help`` and CPU runs stay free of a CUDA probe."""
+    if value in ("auto", "cpu"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{flag} {value}: no CUDA device is available (this torch build: {torch.__version__})"
+    _, _, index = value.partition(":")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        return f"{flag} {value}: this machine has {count} CUDA device{'s' if count != 1 else ''} (cuda:0 .. cuda:{count - 1})"
+    return None
 
 
 def torch_device(device: str) -> str:
@@ -110,7 +126,8 @@ RULES: dict[str, Rule] = {
         ["epochs", "batch_size", "steps", "limit", "per_class", "shard_size", "runs", "n_train", "n_test",
          "runs_per_shard", "count", "n", "d_model", "layers", "latent_tokens", "latent_dim", "width", "nern fit:hidden",
          "depth", "frequencies", "kernels_per_step", "levels", "latent", "inner_steps", "code_dim", "points",
-         "encode_steps", "inrs_per_train_image", "test_images", "search", "length"], COUNT),
+         "encode_steps", "inrs_per_train_image", "test_images", "search", "length", "max_points", "samples",
+         "scale"], COUNT),
     "resolution": Rule("int", 2),  # grid points per axis: one point is no grid
     **dict.fromkeys(["refine_steps", "finetune_steps", "warmup_epochs", "nern fit:epochs"], NONNEG),
     **dict.fromkeys(["seed", "data_seed"], SEED),
@@ -124,16 +141,18 @@ RULES: dict[str, Rule] = {
     # paths read
     **dict.fromkeys(["zoo_path", "path", "root", "run_dir", "networks", "model_path", "predictor", "input", "file",
                      "base", "splits", "functaset", "nern fit:model", "functa encode:model", "functa sample:model",
-                     "hyperinr encode:model"], INPUT),
+                     "functa infer:model", "hyperinr encode:model", "gasp sample:run"], INPUT),
     # paths written
     **dict.fromkeys(["train:out", "edit:out", "quickstart:out", "predict:out", "zoo fit-inrs:out", "zoo import:out",
                      "zoo train-classifiers:out", "zoo import-classifiers:out", "functa fit:out", "functa encode:out",
-                     "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out", "hyperrep fit:run_dir"], OUT_DIR),
+                     "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out", "hyperrep fit:out",
+                     "gasp fit:out"], OUT_DIR),
     "zoo export:out": Rule("free"),  # a folder (hf) or a .npz file (numpy): checked by the command
-    **dict.fromkeys(["apply:out", "zoo render:mesh", "hyperrep fit:out", "nern train-reference:out", "nern fit:out",
+    "zoo render:mesh": Rule("free"),  # a file (one network) or a folder: render_zoo checks it before decoding
+    **dict.fromkeys(["apply:out", "nern train-reference:out", "nern fit:out",
                      "nern reconstruct:out", "compress:out", "decompress:out", "compress-base:out",
-                     "hyperrep probe:as_json"], OUT_FILE),
-    **dict.fromkeys(["zoo render:out", "functa sample:out", "figure"], FIGURE),
+                     "hyperrep probe:as_json", "functa infer:as_json"], OUT_FILE),
+    **dict.fromkeys(["zoo render:out", "functa sample:out", "gasp sample:out", "figure"], FIGURE),
 }
 
 

@@ -12,19 +12,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from weightspace.cli_checks import COMMON_HELP
+from weightspace.cli_checks import COMMON_HELP, torch_device
 from weightspace.cli_checks import fail as _fail
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
-def _load_base(path: Path | None):
+def _load_base(path: Path | None, device: str = "cpu"):
     if path is None:
         return None
     from weightspace.compress.codec import load_base
 
-    return load_base(path)
+    return load_base(path, device=device)
 
 
 @app.command("compress")
@@ -42,6 +42,7 @@ def compress_cmd(
     search: Annotated[int, typer.Option(help="COIN++ latent-pyramid base: fits of the rate search")] = 6,
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
     progress: Annotated[bool, typer.Option(help=COMMON_HELP["progress"])] = True,
+    device: Annotated[str, typer.Option(help=COMMON_HELP["device"])] = "auto",
 ) -> None:
     """Compress a signal file to a target rate (--bpp) or quality (--psnr)."""
     from weightspace.compress.codec import compress
@@ -50,12 +51,13 @@ def compress_cmd(
 
     if (bpp is None) == (psnr is None):
         _fail("give exactly one of --bpp and --psnr")
+    dev = torch_device(device)
     try:
         signal = read_signal(input, kind=kind)
         res = compress(
-            signal, method=method, bpp=bpp, psnr_target=psnr, base=_load_base(base),
+            signal, method=method, bpp=bpp, psnr_target=psnr, base=_load_base(base, dev),
             coin_config=CoinConfig(steps=steps, bits=bits, seed=seed), refine_steps=refine_steps, search=search,
-            progress=progress,
+            progress=progress, device=dev,
         )
     except ValueError as e:
         _fail(str(e))
@@ -74,6 +76,7 @@ def decompress_cmd(
     base: Annotated[Path | None, typer.Option(help="COIN++ files: the base network they name")] = None,
     max_work: Annotated[float | None, typer.Option(help="decode files needing up to this many multiply-adds "
                                                    "(default: max(2^34, 2^20 per byte of file))")] = None,
+    device: Annotated[str, typer.Option(help=COMMON_HELP["device"])] = "auto",
 ) -> None:
     """Decode a compressed file back to an image, audio clip, grid or volume."""
     from weightspace.compress.codec import decompress
@@ -82,7 +85,8 @@ def decompress_cmd(
     try:
         if not file.is_file():
             raise ValueError(f"{file}: no such file")
-        signal = decompress(file.read_bytes(), base=_load_base(base), max_work=max_work)
+        dev = torch_device(device)
+        signal = decompress(file.read_bytes(), base=_load_base(base, dev), max_work=max_work, device=dev)
         write_signal(signal, out)
     except ValueError as e:
         _fail(f"{file}: {e}")
@@ -132,6 +136,7 @@ def compress_base_cmd(
     first_order: Annotated[bool, typer.Option(help="first-order MAML (cheaper)")] = False,
     limit: Annotated[int | None, typer.Option(help="at most this many training signals")] = None,
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
+    device: Annotated[str, typer.Option(help=COMMON_HELP["device"])] = "auto",
 ) -> None:
     """Meta-learn a COIN++ base network on a dataset's training signals (stored once)."""
     from weightspace.compress import pyramid
@@ -139,6 +144,7 @@ def compress_base_cmd(
     from weightspace.inr.meta import MetaConfig
     from weightspace.inr.modulated import ModulatedSirenConfig
 
+    dev = torch_device(device)
     try:
         if layout not in ("patch", "pyramid"):
             raise ValueError(f"unknown layout {layout!r}; expected 'patch' or 'pyramid'")
@@ -151,7 +157,7 @@ def compress_base_cmd(
                                            hidden=widths[0], seed=seed)
             crops = patches.reshape(-1, *patch_shape, values.shape[-1])
             train = pyramid.TrainConfig(steps=steps, batch_size=batch_size, seed=seed, progress=True)
-            pbase = pyramid.train_pyramid_base(crops, kind, config, train)
+            pbase = pyramid.train_pyramid_base(crops, kind, config, train, device=dev)
             pbase.save(out)
             console.print(f"wrote {out}: COIN++ latent-pyramid base {pbase.id} for {kind} crops {patch}, "
                           f"{levels} levels, {crops.shape[0]} training crops")
@@ -159,7 +165,7 @@ def compress_base_cmd(
         config = ModulatedSirenConfig(len(patch_shape), values.shape[-1], hidden=widths, latent_dim=latent, seed=seed)
         meta = MetaConfig(steps=steps, batch_size=batch_size, inner_steps=inner_steps, lr=lr,
                           first_order=first_order, seed=seed)
-        base = train_base(patches, kind, patch_shape, config, meta)
+        base = train_base(patches, kind, patch_shape, config, meta, device=dev)
     except ValueError as e:
         _fail(str(e))
     base.save(out)

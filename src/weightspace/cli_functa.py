@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from weightspace.cli_checks import fail as _fail
-from weightspace.cli_checks import lightning
+from weightspace.cli_checks import lightning, torch_device
 
 functa_app = typer.Typer(no_args_is_help=True, help="Functa: meta-learned modulated SIRENs; datasets as latents.")
 hyperinr_app = typer.Typer(no_args_is_help=True, help="Hypernetwork INRs: a code per signal -> full SIREN weights.")
@@ -58,6 +58,7 @@ def functa_fit(
     first_order: bool = typer.Option(False, help="first-order MAML (cheaper)"),
     seed: int = typer.Option(0),
     progress: bool = typer.Option(True),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Meta-learn a modulated SIREN on the training split; write every signal's latent as a functaset."""
     from weightspace.inr.meta import MetaConfig
@@ -69,7 +70,7 @@ def functa_fit(
         meta = MetaConfig(steps=steps, batch_size=batch_size, inner_steps=inner_steps, lr=lr, first_order=first_order,
                           seed=seed, progress=progress)
         res = fit_functa(data, out, hidden=_sizes(hidden), latent_dim=latent_dim, omega=omega, meta=meta, seed=seed,
-                         provenance={"source": record})
+                         provenance={"source": record}, device=torch_device(device))
     except (ValueError, FileNotFoundError, ZooError) as e:
         _fail(str(e))
     console.print(f"wrote {out / 'functa.safetensors'} and {len(res.functaset)} latents to {out / 'functaset'}; "
@@ -87,6 +88,7 @@ def functa_encode(
     field: str | None = typer.Option(None),
     inner_steps: int = typer.Option(3),
     seed: int = typer.Option(0, help="split seed of the dataset"),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Encode a dataset into a functaset (one latent per signal) with a meta-learned model."""
     from weightspace.inr.modulated import load_modulated
@@ -94,7 +96,7 @@ def functa_encode(
     from weightspace.zoo.store import ZooError
 
     try:
-        net = load_modulated(model)
+        net = load_modulated(model).to(torch_device(device))
         data, record = _load(dataset, seed, limit, per_class, resolution, field)
         zoo = encode_functaset(net, data, out, steps=inner_steps, model_file=model, provenance={"source": record})
     except (ValueError, FileNotFoundError, ZooError) as e:
@@ -108,7 +110,7 @@ def functa_sample(
     out: Path = typer.Option(..., "--out", "-o", help="figure to write (.png): samples over their nearest training signal"),
     count: int = typer.Option(8, "--count", "-n", help="samples to draw"),
     epochs: int = typer.Option(300, help="diffusion training epochs over the training latents"),
-    model: Path | None = typer.Option(None, help="functa.safetensors [default: the one the functaset names]"),
+    model: Path | None = typer.Option(None, help="functa.safetensors (default: the one the functaset names)"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
 ) -> None:
@@ -146,6 +148,83 @@ def functa_sample(
                   f"{dist.min():.3f} .. {dist.max():.3f}")
 
 
+@functa_app.command("infer")
+def functa_infer(
+    functaset: Path = typer.Argument(..., help="functaset of a shape dataset (from `functa fit --dataset shapes "
+                                     "--field sdf` or `--field occupancy`)"),
+    observe: list[str] = typer.Option(["view:+z", "random:0.1"], "--observe", help="what is seen of each shape: "
+                                      "random:F (a fraction F of the grid points, with their values) or view:AXIS (what "
+                                      "a depth camera looking along +x, -x, +y, -y, +z or -z sees: every ray up to its "
+                                      "first point inside); repeat the option for several"),
+    split: str = typer.Option("test", help="the split whose shapes are inferred"),
+    count: int | None = typer.Option(None, "--count", "-n", help="at most this many shapes of the split (default: all)"),
+    inner_steps: int | None = typer.Option(None, help="inner steps on the observed points (default: the functaset's)"),
+    figure: Path | None = typer.Option(None, help="figure (.png): full shape, observed points, functa's inference and "
+                                       "the nearest training shape, for the first --observe"),
+    as_json: Path | None = typer.Option(None, "--json", help="also write the summary rows as JSON"),
+    model: Path | None = typer.Option(None, help="functa.safetensors (default: the one the functaset names)"),
+    seed: int = typer.Option(0, help="seed of the random observations"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Infer whole 3D shapes from partial observations: functa's inner loop on the observed points
+    only; IoU and Chamfer distance against the full shapes, beside the nearest training shape."""
+    import json
+
+    import numpy as np
+    from rich.table import Table
+
+    from weightspace.inr.render import source_dataset
+    from weightspace.tasks.functa import model_of
+    from weightspace.tasks.shape_inference import Observation, infer_shapes, plot_inference
+    from weightspace.zoo.store import Zoo, ZooError
+
+    try:
+        observations = [Observation.parse(o) for o in observe]
+        zoo = Zoo.open(functaset)
+        if zoo.provenance.get("kind") != "functa":
+            raise ValueError(f"{functaset}: not a functaset (kind {zoo.provenance.get('kind')!r})")
+        net = model_of(zoo, model).to(torch_device(device))
+        data = source_dataset(zoo)
+        if data is None:
+            raise ValueError(f"{functaset}: its source shapes cannot be loaded (the functaset records no source)")
+        field = data.meta.get("field") if data.kind == "shape" else None
+        if data.kind != "shape" or not data.grid:
+            raise ValueError(f"{functaset}: shape inference needs shapes on a grid; these are {data.kind} signals")
+        if field not in ("sdf", "occupancy"):
+            raise ValueError(f"{functaset}: a {field} field has no inside; fit the functa on --field sdf or occupancy")
+        splits = np.asarray(data.split)
+        if not (splits == split).any():
+            raise ValueError(f"{functaset}: no {split!r} shapes (splits: {', '.join(sorted(set(splits)))})")
+        pick = np.flatnonzero(splits == split)[:count]
+        values, train = data.targets()[pick], data.targets()[splits == "train"]
+        steps = inner_steps or int(zoo.provenance.get("inner_steps", 3))
+        resolution, level = data.signal_shape[0], float(data.meta.get("surface_level", 0.5))
+        inside_high = field == "occupancy"
+        rows, first = [], None
+        for obs in observations:
+            res = infer_shapes(net, data.coordinates(), values, train, obs, resolution=resolution, level=level,
+                               inside_high=inside_high, steps=steps, seed=seed)
+            rows.append(res.summary())
+            first = first or res
+        if figure is not None:
+            names = [data.classes[int(lb)] for lb in data.labels[pick]]
+            plot_inference(values, first, resolution, figure, level=level, inside_high=inside_high, labels=names)
+        if as_json is not None:
+            as_json.write_text(json.dumps(rows, indent=1) + "\n")
+    except (ValueError, KeyError, FileNotFoundError, ZooError) as e:
+        _fail(str(e))
+    table = Table(title=f"{len(pick)} {split} shapes ({resolution}^3 {field}), functa with {steps} inner steps on the "
+                        "observed points vs the nearest training shape")
+    for col in ("observation", "seen", "functa IoU", "nearest IoU", "functa Chamfer", "nearest Chamfer"):
+        table.add_column(col, justify="left" if col == "observation" else "right")
+    for r in rows:
+        table.add_row(str(r["observation"]), f"{r['observed']:.1%}", f"{r['functa_iou']:.3f}", f"{r['nearest_iou']:.3f}",
+                      f"{r['functa_chamfer']:.4f}", f"{r['nearest_chamfer']:.4f}")
+    console.print(table)
+    console.print("IoU: volumetric, of the occupancies; Chamfer: between boundary voxels, in units of the [-1, 1] cube"
+                  + (f"; wrote {figure}" if figure is not None else ""))
+
+
 # ---------------------------------------------------------------------------- hyperinr
 @hyperinr_app.command("fit")
 def hyperinr_fit(
@@ -165,6 +244,7 @@ def hyperinr_fit(
     encode_steps: int = typer.Option(300, help="steps to encode each val/test signal"),
     seed: int = typer.Option(0),
     progress: bool = typer.Option(True),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Jointly fit a hypernetwork and per-signal codes; write codes and generated weights as zoos."""
     from weightspace.inr.hyper import HyperINRConfig
@@ -175,7 +255,8 @@ def hyperinr_fit(
         data, record = _load(dataset, seed, limit, per_class, resolution, field)
         cfg = HyperINRConfig(code_dim=code_dim, hidden=_sizes(hidden), inr_hidden=_sizes(inr_hidden), recipe=recipe,
                              steps=steps, batch_size=batch_size, points_per_step=points, encode_steps=encode_steps)
-        res = fit_dataset(data, out, cfg, seed=seed, progress=progress, provenance={"source": record})
+        res = fit_dataset(data, out, cfg, seed=seed, progress=progress, provenance={"source": record},
+                          device=torch_device(device))
     except (ValueError, FileNotFoundError, ZooError) as e:
         _fail(str(e))
     console.print(f"wrote {out / 'hyperinr.safetensors'}, {len(res.codes_zoo)} codes ({out / 'codes'}) and "
@@ -191,9 +272,10 @@ def hyperinr_encode(
     per_class: int | None = typer.Option(None),
     resolution: int | None = typer.Option(None),
     field: str | None = typer.Option(None),
-    steps: int | None = typer.Option(None, help="code optimisation steps [default: the model's]"),
+    steps: int | None = typer.Option(None, help="code optimisation steps (default: the model's)"),
     seed: int = typer.Option(0, help="split seed of the dataset"),
     progress: bool = typer.Option(True),
+    device: str = typer.Option("auto"),
 ) -> None:
     """Encode signals as codes with the hypernetwork fixed; write codes and generated weights as zoos."""
     from weightspace.inr.hyper import load_hyperinr
@@ -202,6 +284,7 @@ def hyperinr_encode(
 
     try:
         net, info = load_hyperinr(model)
+        net.to(torch_device(device))
         fitted = info.get("source") or {}
         if str(fitted.get("dataset")) == dataset:  # the grid the hypernetwork was fitted on, unless told otherwise
             for name, given in (("resolution", resolution), ("field", field)):

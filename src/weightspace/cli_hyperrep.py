@@ -13,6 +13,9 @@ from rich.console import Console
 from weightspace.cli_checks import ALLOW_INCOMPLETE, COMMON_HELP, lightning
 from weightspace.cli_checks import fail as _fail
 
+# the model inside a `hyperrep fit --out` run directory: runs.HYPERREP_MODEL, spelt out so that
+# --help need not import torch (tests/test_cli_hyperrep.py checks they agree)
+MODEL_FILE = "hyperrep.safetensors"
 app = typer.Typer(no_args_is_help=True, help="Hyper-representations: self-supervised embeddings of model zoos.")
 console = Console()
 
@@ -29,8 +32,8 @@ def _open(zoo_path: Path, allow_incomplete: bool):
 def _load(model_path: Path):
     from weightspace.tasks.hyperrep import load_hyperrep
 
-    try:
-        return load_hyperrep(model_path)
+    try:  # a run directory (`hyperrep fit --out`) or the model file in it
+        return load_hyperrep(model_path / MODEL_FILE if model_path.is_dir() else model_path)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
 
@@ -38,7 +41,9 @@ def _load(model_path: Path):
 @app.command("fit")
 def fit(
     zoo_path: Annotated[Path, typer.Argument(help="zoo directory (train / val / test splits)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="model file to write (safetensors)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="run directory to write: hyperrep.safetensors (the model), "
+                                      "metrics.csv per epoch, run.json (command, seed, configuration, versions, "
+                                      "results), checkpoints")],
     epochs: Annotated[int, typer.Option(help=COMMON_HELP["epochs"])] = 30,
     batch_size: Annotated[int, typer.Option(help=COMMON_HELP["batch_size"])] = 64,
     lr: Annotated[float, typer.Option(help=COMMON_HELP["lr"])] = 1e-3,
@@ -53,10 +58,8 @@ def fit(
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
     progress: Annotated[bool, typer.Option(help=COMMON_HELP["progress"])] = True,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
-    run_dir: Annotated[Path | None, typer.Option(help="also keep a run directory: metrics.csv per epoch, run.json "
-                                                 "(command, seed, configuration, versions, results), checkpoints")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the killed run in --run-dir")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run in --run-dir")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the killed run in --out (same settings)")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run in --out")] = False,
     device: Annotated[str, typer.Option(help=COMMON_HELP["device"])] = "auto",
 ) -> None:
     """Train the autoencoder on the zoo's train split (no labels), keep the best val epoch."""
@@ -75,10 +78,11 @@ def fit(
     from weightspace.train import TrainConfig
 
     try:
-        if run_dir is not None:  # refused before the zoo is opened; an --overwrite clears it only after
-            runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, clear=False)
-        elif resume or overwrite:
-            raise ValueError("--resume and --overwrite need --run-dir")
+        if out.suffix == ".safetensors":
+            raise ValueError(f"--out {out}: --out takes a run directory; the model is written to "
+                             f"{out.with_suffix('') / MODEL_FILE}")
+        # refused before the zoo is opened; an --overwrite clears it only after
+        runs.prepare_run_dir(out, resume=resume, overwrite=overwrite, clear=False)
     except ValueError as e:
         _fail(str(e))
     zoo = _open(zoo_path, allow_incomplete)
@@ -90,25 +94,24 @@ def fit(
                         latent_tokens=latent_tokens, latent_dim=latent_dim, canonical=canonical)
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress, **lightning(device))
     task = HyperRepTask(contrastive_weight=contrastive_weight, noise=noise, erase=erase, seed=seed)
-    record = None
-    if run_dir is not None:
-        runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)  # the zoo opened: now clear an --overwrite
-        record = {"zoo": str(zoo_path), "model": "hyperrep", "model_options": asdict(mc), "target": None, "seed": seed,
+    runs.prepare_run_dir(out, resume=resume, overwrite=overwrite)  # the zoo opened: now clear an --overwrite
+    model_file = out / MODEL_FILE
+    record = {"zoo": str(zoo_path), "model": "hyperrep", "model_options": asdict(mc), "target": None, "seed": seed,
                   "train_config": asdict(tc), "task": asdict(task), "augment": "permutation", "mixup": None,
-                  "command": ["weightspace", *sys.argv[1:]], "model_file": str(out), "versions": runs.versions()}
-        try:
-            record = runs.start_run(run_dir, record, resume=resume)
-        except ValueError as e:
-            _fail(str(e))
-    result = fit_hyperrep(train, val, model_config=mc, config=tc, task=task, run_dir=run_dir, resume=resume)
+                  "command": ["weightspace", *sys.argv[1:]], "model_file": str(model_file), "versions": runs.versions()}
+    try:
+        record = runs.start_run(out, record, resume=resume)
+    except ValueError as e:
+        _fail(str(e))
+    result = fit_hyperrep(train, val, model_config=mc, config=tc, task=task, run_dir=out, resume=resume)
     recon = reconstruction_error(result.model, test)
     gap = invariance_gap(result.model, test)
-    save_hyperrep(out, result.model, {"zoo": str(zoo_path), "epochs": epochs, "seed": seed, "test_reconstruction": recon})
-    if run_dir is not None:
-        runs.finish_record(run_dir, record, {"test": {"reconstruction": recon, "invariance_gap": gap["relative"]},
-                                             "best_val": result.best_val_loss, "epochs_run": result.epochs_run,
-                                             "train_seconds": result.seconds}, complete=result.epochs_run >= epochs)
-    console.print(f"wrote {out}: embedding of {result.model.embedding_dim} values, best val loss {result.best_val_loss:.4f}, "
+    save_hyperrep(model_file, result.model, {"zoo": str(zoo_path), "epochs": epochs, "seed": seed,
+                                             "test_reconstruction": recon})
+    runs.finish_record(out, record, {"test": {"reconstruction": recon, "invariance_gap": gap["relative"]},
+                                     "best_val": result.best_val_loss, "epochs_run": result.epochs_run,
+                                     "train_seconds": result.seconds}, complete=result.epochs_run >= epochs)
+    console.print(f"wrote {model_file}: embedding of {result.model.embedding_dim} values, best val loss {result.best_val_loss:.4f}, "
                   f"test reconstruction error {recon:.4f} (per-layer normalised MSE), "
                   f"invariance gap {gap['relative']:.2g}, {result.seconds:.0f} s")
 
@@ -116,17 +119,21 @@ def fit(
 @app.command("probe")
 def probe(
     zoo_path: Annotated[Path, typer.Argument(help="zoo directory")],
-    model_path: Annotated[Path, typer.Argument(help="model file (from `hyperrep fit`)")],
-    targets: Annotated[str | None, typer.Option(help="comma-separated table columns [default: every known property]")] = None,
+    model_path: Annotated[Path, typer.Argument(help="run directory of `hyperrep fit --out` (or the "
+                                                    "hyperrep.safetensors in it)")],
+    targets: Annotated[str | None, typer.Option(help="comma-separated table columns (default: every known property)")] = None,
     probes: Annotated[str, typer.Option(help="linear and / or mlp")] = "linear,mlp",
     figure: Annotated[Path | None, typer.Option(help="write a 2D map of the test embeddings (PNG)")] = None,
     method: Annotated[str, typer.Option(help="pca | tsne (for --figure)")] = "pca",
     as_json: Annotated[Path | None, typer.Option("--json", help="write the results as JSON")] = None,
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
+    device: Annotated[str, typer.Option(help="where to embed the networks: cpu, cuda, or auto (cuda when "
+                                        "available); the probes run on the CPU (scikit-learn)")] = "auto",
 ) -> None:
     """Probe the embeddings (train split -> test split) for test accuracy, epoch, gap and
     hyperparameters, beside StatNN's weight statistics."""
+    from weightspace.cli_checks import torch_device
     from weightspace.tasks.hyperrep_probe import probe_table, probe_targets, run_probes, split_features
 
     zoo = _open(zoo_path, allow_incomplete)
@@ -136,7 +143,7 @@ def probe(
         names = probe_targets(zoo.table, tuple(targets.split(",")) if targets else None)
     except KeyError as e:
         _fail(str(e).strip('"'))
-    feats = split_features(model, {s: w for s, (w, _) in loaded.items()})
+    feats = split_features(model, {s: w for s, (w, _) in loaded.items()}, device=torch_device(device))
     tables = {s: t for s, (_, t) in loaded.items()}
     results = run_probes(feats, tables, names, probes=tuple(probes.split(",")), seed=seed)
     console.print(probe_table(results))
@@ -153,10 +160,11 @@ def probe(
 @app.command("sample")
 def sample(
     zoo_path: Annotated[Path, typer.Argument(help="zoo directory")],
-    model_path: Annotated[Path, typer.Argument(help="model file (from `hyperrep fit`)")],
+    model_path: Annotated[Path, typer.Argument(help="run directory of `hyperrep fit --out` (or the "
+                                                    "hyperrep.safetensors in it)")],
     n: Annotated[int, typer.Option("--num", "-n", "--count", help="networks to sample")] = 64,
     top: Annotated[float, typer.Option(help="fit the density to this top fraction of the train split by accuracy")] = 0.3,
-    dataset: Annotated[str | None, typer.Option(help="images to evaluate on [default: those the zoo records]")] = None,
+    dataset: Annotated[str | None, typer.Option(help="images to evaluate on (default: those the zoo records)")] = None,
     test_images: Annotated[int, typer.Option(help="test images (a seeded subset) when not a classifier zoo")] = 1000,
     finetune_steps: Annotated[int, typer.Option(help="also fine-tune samples and random inits for this many steps")] = 0,
     bandwidth: Annotated[str, typer.Option(help="KDE bandwidth in std units, 'select' (the widest whose samples match "
@@ -166,8 +174,10 @@ def sample(
     figure: Annotated[Path | None, typer.Option(help="accuracy histogram of sampled vs zoo models (PNG)")] = None,
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
+    device: Annotated[str, typer.Option(help=COMMON_HELP["device"])] = "auto",
 ) -> None:
     """Sample networks from a KDE over the embeddings of good models; report their accuracy."""
+    from weightspace.cli_checks import torch_device
     from weightspace.tasks.hyperrep_sample import sample_from_zoo, zoo_images
 
     if bandwidth not in ("select", "cv"):
@@ -185,7 +195,7 @@ def sample(
         train, test = zoo_images(zoo, dataset, test_limit=test_images, seed=seed)
         weights, table = zoo.load("train")
         report = sample_from_zoo(model, weights, table, test, n=n, top_fraction=top, bandwidth=bw, select=train,
-                                 finetune_steps=finetune_steps, train=train, seed=seed)
+                                 finetune_steps=finetune_steps, train=train, seed=seed, device=torch_device(device))
     except (KeyError, ValueError, FileNotFoundError) as e:
         _fail(str(e).strip('"'))
     s = report.summary()

@@ -43,7 +43,8 @@ from weightspace.core.transforms import Standardize
 from weightspace.core.weights import Weights
 
 MODEL, MODEL_JSON, RUN_JSON = "model.safetensors", "model.json", "run.json"
-RUN_FILES = (MODEL, MODEL_JSON, METRICS, RUN_JSON, CHECKPOINT)
+HYPERREP_MODEL = "hyperrep.safetensors"  # a `hyperrep fit` run's model (an autoencoder, not a run model)
+RUN_FILES = (MODEL, MODEL_JSON, METRICS, RUN_JSON, CHECKPOINT, HYPERREP_MODEL)
 MODEL_FORMAT = "weightspace-run-model"
 
 
@@ -130,7 +131,7 @@ def prepare_run_dir(out: str | Path, *, resume: bool = False, overwrite: bool = 
     ours = [e for e in entries if e in RUN_FILES or e == "tensorboard"]
     if resume:
         if not (out / CHECKPOINT).is_file():
-            done = " (the run is complete)" if (out / MODEL).is_file() else ""
+            done = " (the run is complete)" if (out / MODEL).is_file() or (out / HYPERREP_MODEL).is_file() else ""
             raise RunError(f"{out}: nothing to resume, no {CHECKPOINT}{done}")
     elif entries and not overwrite:
         raise RunError(f"{out}: exists and is not empty; pass --resume to continue its run or --overwrite to replace it")
@@ -254,10 +255,13 @@ def _class_indices(meta: RunMetadata, values: pd.Series, where: str) -> Tensor:
     return torch.as_tensor([meta.classes.index(str(v)) for v in values], dtype=torch.long)
 
 
-def evaluate_run(run_dir: str | Path, zoo, split: str = "test") -> dict[str, float]:
+def evaluate_run(run_dir: str | Path, zoo, split: str = "test", *, device: str | torch.device = "cpu"
+                 ) -> dict[str, float]:
     """Scores of a run's model on ``split`` of ``zoo`` (a `Zoo`): accuracy and mean cross-entropy
-    for a classifier; Kendall's tau, R^2 and MSE (in the target's units) for a regressor."""
+    for a classifier; Kendall's tau, R^2 and MSE (in the target's units) for a regressor. The
+    model runs on ``device``."""
     model, meta = load_run(run_dir)
+    model.to(device)
     check_spec(meta.spec, zoo.spec, f"the networks of {zoo.path}")
     if meta.task == "edit":
         return _evaluate_edit(model, meta, zoo, split)
@@ -283,14 +287,18 @@ def evaluate_run(run_dir: str | Path, zoo, split: str = "test") -> dict[str, flo
 
 @torch.no_grad()
 def edited(model: RunModel, weights: Weights, *, batch_size: int = 512) -> Weights:
-    """Raw ``weights`` edited by an edit run's model (`weightspace.tasks.edit.apply_edit`)."""
+    """Raw ``weights`` edited by an edit run's model (`weightspace.tasks.edit.apply_edit`), on the
+    model's device; returned on the device of ``weights``."""
     from weightspace.tasks.edit import apply_edit
 
     check_spec(model.meta.spec, weights.spec, "these weights")
     model.eval()
     norm = model.meta.standardize
-    parts = [apply_edit(weights[i:i + batch_size], model.net(norm(weights[i:i + batch_size])), norm)
-             for i in range(0, len(weights), batch_size)]
+    device = next(model.parameters()).device
+    parts = []
+    for i in range(0, len(weights), batch_size):
+        raw = weights[i:i + batch_size].to(device)
+        parts.append(apply_edit(raw, model.net(norm(raw)), norm).to(weights.device))
     return Weights.cat(parts)
 
 
@@ -360,11 +368,12 @@ def read_networks(path: str | Path, spec: NetworkSpec, *, split: str | None = No
 
 
 def apply_run(run_dir: str | Path, networks: str | Path, *, split: str | None = None,
-              allow_incomplete: bool = False) -> pd.DataFrame:
+              allow_incomplete: bool = False, device: str | torch.device = "cpu") -> pd.DataFrame:
     """Predictions of a run's model: the networks' table (``id``, ``split``, the target if
     present) with ``predicted`` (a classifier: the class, and ``p_<class>`` its softmax
-    probabilities; a regressor: the value in the target's units)."""
+    probabilities; a regressor: the value in the target's units). The model runs on ``device``."""
     model, meta = load_run(run_dir)
+    model.to(device)
     weights, table = read_networks(networks, meta.spec, split=split, allow_incomplete=allow_incomplete)
     if meta.task == "edit":
         raise RunError(f"{run_dir}: an edit run gives networks, not a table; use apply_edits (`weightspace apply "
@@ -385,10 +394,12 @@ def apply_run(run_dir: str | Path, networks: str | Path, *, split: str | None = 
 
 
 def apply_edits(run_dir: str | Path, networks: str | Path, out: str | Path, *, split: str | None = None,
-                allow_incomplete: bool = False) -> int:
-    """Write the networks edited by an edit run's model to ``out`` (.safetensors, the zoo shard
-    layout: ``layers.<i>.weight`` ``[N, ...]``, ``layers.<i>.bias``); returns how many."""
+                allow_incomplete: bool = False, device: str | torch.device = "cpu") -> int:
+    """Write the networks edited by an edit run's model (run on ``device``) to ``out``
+    (.safetensors, the zoo shard layout: ``layers.<i>.weight`` ``[N, ...]``, ``layers.<i>.bias``);
+    returns how many."""
     model, meta = load_run(run_dir)
+    model.to(device)
     if meta.task != "edit":
         raise RunError(f"{run_dir}: not an edit run (task {meta.task!r}); its predictions are a table")
     weights, _ = read_networks(networks, meta.spec, split=split, allow_incomplete=allow_incomplete)

@@ -9,9 +9,12 @@ in-memory stacked tensors, with no per-item collation.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import lightning.pytorch as L
+from lightning.pytorch.callbacks import Timer
 import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
@@ -114,6 +118,34 @@ def batch_loader(data: WeightBatches, batch_size: int, *, shuffle: bool, seed: i
     return DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=drop_last))
 
 
+class _CompileDeadline(BaseException):
+    """Raised into a compilation that outlived ``max_minutes`` (a BaseException so that the
+    compiler's own error handling does not swallow it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None):
+    """Raise `_CompileDeadline` in the main thread after ``seconds`` (a real-time timer;
+    SIGALRM interrupts Python code and the waits on compiler subprocesses alike). Without a
+    limit, off the main thread or without SIGALRM (Windows), nothing is armed."""
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def fire(signum, frame):
+        raise _CompileDeadline()
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class _Module(L.LightningModule):
     def __init__(self, model: nn.Module, task: Task, config: TrainConfig, *, run_dir: Path | None = None,
                  rngs: dict[str, torch.Generator] | None = None, resume: TrainState | None = None) -> None:
@@ -135,6 +167,12 @@ class _Module(L.LightningModule):
         # nor the train/eval switch trigger recompiles. Kept out of the module tree (``__dict__``)
         # so that parameters and state_dict are the model's own.
         self.__dict__["_compiled"] = torch.compile(model, dynamic=False) if config.compile else None
+        self._compiled_once, self.compile_timed_out = False, False
+
+    def _time_left(self) -> float | None:
+        """Seconds left of ``max_minutes`` (Lightning's Timer callback counts them), or None."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        return None if timer is None else timer.time_remaining("train")
 
     def _run(self, batch, stage: str, model: nn.Module | None = None) -> Tensor:
         loss, metrics, n = self.task.step(self.model if model is None else model, batch)
@@ -149,7 +187,21 @@ class _Module(L.LightningModule):
         compiled = self.__dict__["_compiled"]
         if compiled is not None:
             try:
-                return self._run(batch, "train", compiled)
+                if self._compiled_once:
+                    return self._run(batch, "train", compiled)
+                # the first compiled step compiles, which can take minutes: bounded by what is
+                # left of ``max_minutes`` so that the run's wall time includes compilation
+                with _deadline(self._time_left()):
+                    loss = self._run(batch, "train", compiled)
+                self._compiled_once = True
+                return loss
+            except _CompileDeadline:
+                self.__dict__["_compiled"] = None
+                self.compile_timed_out = True
+                self.trainer.should_stop = True
+                warnings.warn("--max-minutes ran out while torch.compile was still compiling the first step; "
+                              "training stopped before any step", stacklevel=1)
+                return None  # Lightning skips the optimiser step
             except torch._dynamo.exc.TorchDynamoException as err:  # the compiler failed, not the model
                 # one readable line: a failing C++ build puts its whole command line in the message
                 first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "")
@@ -178,6 +230,8 @@ class _Module(L.LightningModule):
         self._epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_train_epoch_end(self) -> None:
+        if self._batches == 0:  # stopped before its first step (a compilation outlived max_minutes)
+            return
         # a resumed run trains the remaining epochs, so Lightning counts from 0 again
         row = {"epoch": float(self.start_epoch + self.current_epoch)}
         row.update({k: float(v) for k, v in self.trainer.callback_metrics.items()})
@@ -279,6 +333,8 @@ def _quiet() -> None:
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    # a step returns None only when a compilation outlived max_minutes, which says so itself
+    warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")
 
 
 def fit(model: nn.Module, task: Task, train: WeightBatches, val: WeightBatches | None, config: TrainConfig,

@@ -25,9 +25,10 @@ def test_coin_compress_decompress_and_errors(tmp_path) -> None:
     assert r.exit_code == 0, r.output
     header_bits = 8 * 200  # a generous bound on container + JSON header
     assert "bpp payload" in r.output and (tmp_path / "b.wsc").stat().st_size * 8 <= 6 * 256 + header_bits
-    r = runner.invoke(app, ["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.wsc"), "--psnr", "20", "--steps", "300"])
+    r = runner.invoke(app, ["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.wsc"), "--psnr", "20", "--steps", "300",
+                            "--device", "cpu"])
     assert r.exit_code == 0 and "not reached" not in r.output, r.output
-    r = runner.invoke(app, ["decompress", str(tmp_path / "a.wsc"), "-o", str(tmp_path / "out.png")])
+    r = runner.invoke(app, ["decompress", str(tmp_path / "a.wsc"), "-o", str(tmp_path / "out.png"), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     a, b = read_signal(tmp_path / "in.png").values, read_signal(tmp_path / "out.png").values
     # the written PNG rounds to 8 bits: it may lose a little of the encoder's PSNR
@@ -46,11 +47,11 @@ def test_coin_compress_decompress_and_errors(tmp_path) -> None:
 def test_coinpp_base_then_compress(tmp_path) -> None:
     base = tmp_path / "base.safetensors"
     r = runner.invoke(app, ["compress-base", "digits", "-o", str(base), "--patch", "8x8", "--hidden", "16,16",
-                            "--latent", "8", "--steps", "20", "--limit", "200"])
+                            "--latent", "8", "--steps", "20", "--limit", "200", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     _image(tmp_path / "in.png", 16)
     r = runner.invoke(app, ["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.wsc"), "--psnr", "15",
-                            "--method", "coin++", "--base", str(base)])
+                            "--method", "coin++", "--base", str(base), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["decompress", str(tmp_path / "a.wsc"), "-o", str(tmp_path / "o.png")])
     assert r.exit_code == 2 and "needs its base" in " ".join(r.output.split())
@@ -63,12 +64,12 @@ def test_coinpp_base_then_compress(tmp_path) -> None:
 def test_pyramid_base_then_compress(tmp_path) -> None:
     base = tmp_path / "pyr.safetensors"
     r = runner.invoke(app, ["compress-base", "digits", "-o", str(base), "--patch", "8x8", "--layout", "pyramid",
-                            "--levels", "3", "--hidden", "8", "--steps", "20", "--limit", "100"])
+                            "--levels", "3", "--hidden", "8", "--steps", "20", "--limit", "100", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "latent-pyramid base" in r.output
     _image(tmp_path / "in.png", 16)
     r = runner.invoke(app, ["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.wsc"), "--bpp", "4",
-                            "--method", "coin++", "--base", str(base), "--search", "2"])
+                            "--method", "coin++", "--base", str(base), "--search", "2", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "coin++pyramid" in r.output
     r = runner.invoke(app, ["decompress", str(tmp_path / "a.wsc"), "-o", str(tmp_path / "o.png")])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -57,6 +59,20 @@ def test_shape_slice_mesh_and_audio(tmp_path) -> None:
     verts = np.array([[float(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("v ")])
     assert len(verts) > 20 and any(ln.startswith("f ") for ln in lines)
     assert np.abs(verts).max() <= 1.0
+    # several networks: one mesh each in a directory, named by id and class; a file name for
+    # several networks is refused before anything is decoded or written
+    with pytest.raises(ValueError, match="names one file but 2 networks"):
+        render_zoo(zoo, tmp_path / "two.png", [0, 1], mesh=tmp_path / "both.obj")
+    assert not (tmp_path / "two.png").exists()
+    with warnings.catch_warnings(record=True) as caught:  # at 8^3 a fitted box may not reach the level
+        warnings.simplefilter("always")
+        _, written = render_zoo(zoo, tmp_path / "two.png", [0, 1], mesh=tmp_path / "meshes")
+    ids, classes = zoo.table["id"].tolist(), zoo.table["label"].map({0: "sphere", 1: "box"}).tolist()
+    expected = [f"{i}-{c}.obj" for i, c in zip(ids, classes)]
+    skipped = [str(w.message) for w in caught if "no mesh written" in str(w.message)]
+    assert len(written) - 1 + len(skipped) == 2 and f"{sphere}-sphere.obj" in [w.name for w in written]
+    assert [w.name for w in written[1:]] == [e for e in expected if not any(m.startswith(f"network {e.split('-')[0]}:") for m in skipped)]
+    assert all(w.parent == tmp_path / "meshes" and w.stat().st_size > 0 for w in written[1:])
     fine = reconstruct(zoo, [sphere], resolution=16)  # any resolution: the INR is continuous
     assert fine.values.shape == (1, 16, 16, 16, 1)
     tones = load_tones(1, 32, classes=("sine", "square"))

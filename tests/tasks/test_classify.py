@@ -87,6 +87,31 @@ def test_a_compiler_failure_falls_back_to_eager_but_a_model_error_is_raised(lear
         classify_zoo(learnable_zoo, "mlp", config=TrainConfig(epochs=1, progress=False, compile=True))
 
 
+def test_max_minutes_bounds_a_compilation_in_flight(learnable_zoo, monkeypatch):
+    """A compilation that outlives --max-minutes is interrupted (here a stand-in compiler that
+    would block for an hour), training stops before any step, and the run says so."""
+    import time
+
+    import weightspace.train as engine
+
+    calls = []
+
+    def slow_compiler(model, **kw):
+        def run(*a):
+            calls.append(1)
+            time.sleep(3600)
+
+        return run
+
+    monkeypatch.setattr(engine.torch, "compile", slow_compiler)
+    with pytest.warns(UserWarning, match="--max-minutes ran out while torch.compile was still compiling"):
+        res = classify_zoo(learnable_zoo, "mlp", config=TrainConfig(epochs=5, batch_size=32, progress=False,
+                                                                   compile=True, max_minutes=0.01))
+    assert calls == [1]  # interrupted inside the first compiled call, never called again
+    assert res.epochs_run == 0 and res.train_seconds < 600  # not the hour the compiler asked for
+    assert 0.0 <= res.test_acc <= 1.0
+
+
 def test_max_minutes_stops_training_and_keeps_the_best_epoch(learnable_zoo):
     res = classify_zoo(learnable_zoo, "mlp", config=TrainConfig(epochs=10_000, batch_size=32, progress=False, max_minutes=0.02))
     assert 1 <= res.epochs_run < 10_000

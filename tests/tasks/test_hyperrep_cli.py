@@ -11,11 +11,12 @@ runner = CliRunner()
 
 def test_fit_probe_sample_commands(tmp_path):
     zoo = make_zoo(tmp_path / "zoo")
-    model = tmp_path / "hr.safetensors"
+    model = tmp_path / "hr"  # a run directory; probe and sample take it or the model file in it
     r = runner.invoke(app, ["hyperrep", "fit", str(zoo.path), "-o", str(model), "--epochs", "2", "--batch-size", "8",
                             "--d-model", "16", "--layers", "1", "--latent-tokens", "2", "--latent-dim", "4", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert model.exists() and "embedding of 8 values" in r.output and "invariance gap 0" in r.output
+    assert (model / "hyperrep.safetensors").exists() and "embedding of 8 values" in r.output
+    assert "invariance gap 0" in r.output
     r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(model), "--probes", "linear",
                             "--figure", str(tmp_path / "map.png"), "--json", str(tmp_path / "p.json")])
     assert r.exit_code == 0, r.output
@@ -27,8 +28,8 @@ def test_fit_probe_sample_commands(tmp_path):
                             "--finetune-steps", "3", "--out", str(tmp_path / "samples"), "--figure", str(tmp_path / "h.png")])
     assert r.exit_code == 0, r.output
     assert "6 sampled networks" in r.output and "fine-tuned random_init" in r.output and "(select)" in r.output
-    r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "-n", "4", "--test-images", "50",
-                            "--bandwidth", "0.3"])
+    r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model / "hyperrep.safetensors"), "-n", "4",
+                            "--test-images", "50", "--bandwidth", "0.3"])
     assert r.exit_code == 0 and "bandwidth 0.3 (fixed)" in r.output, r.output
     r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "--bandwidth", "wide"])
     assert r.exit_code == 2 and "--bandwidth must be a number" in " ".join(r.output.split())
@@ -44,15 +45,25 @@ def test_errors_name_the_problem(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a model")
     r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(tmp_path / "junk.safetensors")])
     assert r.exit_code == 2 and "junk.safetensors" in r.output and "Traceback" not in r.output
-    r = runner.invoke(app, ["hyperrep", "fit", str(tmp_path), "-o", str(tmp_path / "m.safetensors")])
+    r = runner.invoke(app, ["hyperrep", "fit", str(tmp_path), "-o", str(tmp_path / "m")])
     assert r.exit_code == 2 and "zoo.json is missing" in " ".join(r.output.split())
+    assert not (tmp_path / "m" / "hyperrep.safetensors").exists()
+    # the model file of earlier versions' --out: refused with where the model goes now
+    r = runner.invoke(app, ["hyperrep", "fit", str(zoo.path), "-o", str(tmp_path / "m.safetensors")])
+    assert r.exit_code == 2 and "takes a run directory" in " ".join(r.output.split())
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_the_model_file_name_agrees_with_the_run_files():
+    from weightspace import cli_hyperrep, runs
+
+    assert cli_hyperrep.MODEL_FILE == runs.HYPERREP_MODEL and runs.HYPERREP_MODEL in runs.RUN_FILES
 
 
 def test_fit_keeps_a_run_directory_and_resumes(tmp_path):
     zoo = make_zoo(tmp_path / "zoo", runs=6)
-    args = ["hyperrep", "fit", str(zoo.path), "-o", str(tmp_path / "hr.safetensors"), "--epochs", "2", "--batch-size", "8",
-            "--d-model", "16", "--layers", "1", "--latent-tokens", "2", "--latent-dim", "4", "--no-progress",
-            "--run-dir", str(tmp_path / "run")]
+    args = ["hyperrep", "fit", str(zoo.path), "-o", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "8",
+            "--d-model", "16", "--layers", "1", "--latent-tokens", "2", "--latent-dim", "4", "--no-progress"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     run = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -64,3 +75,8 @@ def test_fit_keeps_a_run_directory_and_resumes(tmp_path):
     assert r.exit_code == 2 and "pass --resume" in " ".join(r.output.split())
     r = runner.invoke(app, [*args, "--resume"])  # complete: nothing to resume
     assert r.exit_code == 2 and "nothing to resume" in " ".join(r.output.split())
+    before = (tmp_path / "run" / "hyperrep.safetensors").stat().st_mtime_ns
+    r = runner.invoke(app, [*args, "--overwrite"])  # replaced: a fresh run's files, the model rewritten
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "hyperrep.safetensors").stat().st_mtime_ns != before
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "complete"

@@ -241,7 +241,7 @@ def test_cli_train_fit_reconstruct(tmp_path):
                             "--warmup-epochs", "1", "--epochs", "1", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "test accuracy: original" in _text(r) and "reconstructed" in _text(r)
-    r = runner.invoke(app, ["nern", "reconstruct", str(pred), "-o", str(rebuilt)])
+    r = runner.invoke(app, ["nern", "reconstruct", str(pred), "-o", str(rebuilt), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "test accuracy" in r.output
     _, config, extra = load_cnn(rebuilt)

@@ -18,6 +18,11 @@ Rate control:
 PSNR is measured on the decoded values in [0, 1] against the input (peak 1). "bpp" counts
 payload bits per point (pixel / sample / voxel), as the COIN papers do; ``file_bpp`` counts
 the whole file (container and header included).
+
+Devices: COIN fits and evaluates its network on ``device`` (`compress`, `decompress`);
+COIN++ computes where its base's network is (`load_base` with ``device``). Decoded values
+come back on the CPU, and the latent pyramid's entropy model always runs on the CPU in
+float64, so a file written on one device decodes on any other.
 """
 
 from __future__ import annotations
@@ -76,17 +81,19 @@ def compress(
     search: int = 6,
     fit_steps: int | None = None,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> Compressed:
     """Compress ``signal`` to a target rate (``bpp``) or quality (``psnr_target``), exactly one given.
     ``progress``: bars with rate and ETA over the fits (COIN: each fit and its quantisation-aware
-    fine-tuning; the latent pyramid: every step of every fit of the rate search)."""
+    fine-tuning; the latent pyramid: every step of every fit of the rate search). ``device``:
+    where COIN fits its network (COIN++ runs where ``base``'s network is)."""
     if (bpp is None) == (psnr_target is None):
         raise ValueError("give exactly one of bpp and psnr_target")
     if bpp is not None and not bpp > 0:
         raise ValueError(f"bpp must be positive, got {bpp}")
     if method == "coin":
         config = coin_config or coin.CoinConfig()
-        return _compress_coin(signal, bpp, psnr_target, replace(config, progress=config.progress or progress))
+        return _compress_coin(signal, bpp, psnr_target, replace(config, progress=config.progress or progress), device)
     if method == "coin++":
         if base is None:
             raise ValueError("COIN++ needs a base network (train one with `weightspace compress-base`)")
@@ -96,11 +103,12 @@ def compress(
     raise ValueError(f"unknown method {method!r}; expected 'coin' or 'coin++'")
 
 
-def _compress_coin(signal: Signal, bpp: float | None, target: float | None, config: coin.CoinConfig) -> Compressed:
+def _compress_coin(signal: Signal, bpp: float | None, target: float | None, config: coin.CoinConfig,
+                   device: str | torch.device = "cpu") -> Compressed:
     d_in, c = len(signal.grid), signal.channels
     if bpp is not None:
         hidden = coin.coin_architecture(bpp, signal.num_points, d_in, c, config.bits)
-        header, payload, values = coin.encode(signal, hidden, config)
+        header, payload, values = coin.encode(signal, hidden, config, device=device)
         return _result("coin", signal, header, payload, values, 8 * len(payload) <= bpp * signal.num_points)
     best = None
     for rate in COIN_BPP_LADDER:
@@ -108,7 +116,7 @@ def _compress_coin(signal: Signal, bpp: float | None, target: float | None, conf
             hidden = coin.coin_architecture(rate, signal.num_points, d_in, c, config.bits)
         except ValueError:
             continue
-        header, payload, values = coin.encode(signal, hidden, config)
+        header, payload, values = coin.encode(signal, hidden, config, device=device)
         best = _result("coin", signal, header, payload, values, psnr(values, signal.values) >= target)
         if best.reached:
             return best
@@ -186,9 +194,12 @@ def decode_work(data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | 
 
 
 def decompress(
-    data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | None = None, max_work: float | None = None
+    data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | None = None, max_work: float | None = None,
+    device: str | torch.device = "cpu",
 ) -> Signal:
     """The signal in a compressed file; `CodecError` (a ValueError) for anything unreadable.
+    ``device``: where a COIN file's network is evaluated (COIN++ runs where ``base``'s network
+    is); the signal comes back on the CPU.
 
     Before decoding, the work the header asks for (multiply-adds, `compress.work`) is checked
     against ``max_work``, by default ``max(2^34, 2^20 * len(data))``: a file over it raises
@@ -198,7 +209,7 @@ def decompress(
     need, what = _DECODE_WORK[method](header, base)
     check_work(need, len(data), max_work, what)
     if method == "coin":
-        return coin.decode(header, payload)
+        return coin.decode(header, payload, device=device)
     if method == "coin++pyramid":
         return pyramid.decode(header, payload, base)
     return coinpp.decode(header, payload, base)
@@ -207,10 +218,13 @@ def decompress(
 _DECODE_WORK = {"coin": coin.decode_work, "coin++": coinpp.decode_work, "coin++pyramid": pyramid.decode_work}
 
 
-def load_base(path) -> coinpp.CoinppBase | pyramid.PyramidBase:
-    """Either kind of COIN++ base file, told apart by its safetensors metadata."""
+def load_base(path, *, device: str | torch.device = "cpu") -> coinpp.CoinppBase | pyramid.PyramidBase:
+    """Either kind of COIN++ base file, told apart by its safetensors metadata; its network is
+    moved to ``device`` (where the files coded with it are then fitted and decoded)."""
     fmt = basefile.file_format(path)
-    return pyramid.PyramidBase.load(path) if fmt == pyramid.BASE_FORMAT else coinpp.CoinppBase.load(path)
+    if fmt == pyramid.BASE_FORMAT:
+        return pyramid.PyramidBase.load(path, device=device)
+    return coinpp.CoinppBase.load(path, device=device)
 
 
 def inspect(data: bytes) -> dict:

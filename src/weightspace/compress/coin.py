@@ -9,6 +9,10 @@ Header fields (beside ``kind``/``shape``/``meta``): ``hidden`` (widths), ``omega
 Payload: per tensor, in the order w0, b0, w1, b1, ... a float32 ``lo`` and float32 ``step``
 (little-endian), then the codes of all tensors in that order, ``bits`` bits each, packed
 little-endian (`quantize.pack_bits`). Values come out of the network in [0, 1] (clamped).
+
+Devices: ``device`` (`encode`, `decode`) is where the network is fitted, fine-tuned and
+evaluated; quantisation and the payload are computed on the CPU, and decoded values come
+back on the CPU.
 """
 
 from __future__ import annotations
@@ -95,10 +99,12 @@ def _recipe(hidden: tuple[int, ...], config: CoinConfig):
     return replace(FUNCTA, name="coin", hidden=hidden, omega=config.omega, lr=config.lr, steps=config.steps)
 
 
-def fit(signal: Signal, hidden: tuple[int, ...], config: CoinConfig = CoinConfig()) -> Weights:
-    """The float SIREN fitted to ``signal`` (one network, ``[1, 1, ...]`` `Weights`)."""
+def fit(signal: Signal, hidden: tuple[int, ...], config: CoinConfig = CoinConfig(), *,
+        device: str | torch.device = "cpu") -> Weights:
+    """The float SIREN fitted to ``signal`` on ``device`` (one network, ``[1, 1, ...]`` `Weights`, on ``device``)."""
     recipe = _recipe(hidden, config)
-    return fit_inrs(signal.coordinates(), signal.flat()[None], recipe, [config.seed], progress=config.progress).weights
+    return fit_inrs(signal.coordinates(), signal.flat()[None], recipe, [config.seed], device=device,
+                    progress=config.progress).weights
 
 
 def _quantize_all(w: Weights, bits: int) -> tuple[list[Tensor], list[tuple[float, float]], Weights]:
@@ -121,12 +127,14 @@ def finetune_quantized(w: Weights, signal: Signal, config: CoinConfig) -> Weight
     """Quantisation-aware fine-tuning: Adam on float weights whose forward pass sees their
     ``bits``-bit quantisation (straight-through gradients). The quantisation ranges move
     with the weights, so the loss is not monotone: the weights whose *quantised* network
-    fitted best (the starting point included) are returned, never worse than plain rounding."""
+    fitted best (the starting point included) are returned, never worse than plain rounding.
+    Runs on the device of ``w``."""
     if config.bits >= 16 or config.qat_steps <= 0:
         return w
+    device = w.weights[0].device
     params = [t.detach().clone().requires_grad_() for t in w.tensors()]
     opt = torch.optim.Adam(params, lr=config.qat_lr)
-    coords, y = signal.coordinates(), signal.flat()[None]
+    coords, y = signal.coordinates().to(device), signal.flat()[None].to(device)
     best, best_loss = [p.detach().clone() for p in params], float("inf")
     from tqdm.auto import tqdm
 
@@ -144,28 +152,33 @@ def finetune_quantized(w: Weights, signal: Signal, config: CoinConfig) -> Weight
     return _weights(w.spec, best)
 
 
-def render(w: Weights, grid: tuple[int, ...], points_per_chunk: int | None = None) -> Tensor:
+def render(w: Weights, grid: tuple[int, ...], points_per_chunk: int | None = None, *,
+           device: str | torch.device = "cpu") -> Tensor:
     """Values ``[*grid, C]`` in [0, 1] of one network on `grid_coordinates(grid)`, in chunks of
-    points so activation memory stays bounded whatever the grid."""
+    points so activation memory stays bounded whatever the grid; evaluated on ``device``,
+    returned on the CPU."""
     from weightspace.signals.base import grid_coordinates
 
     width = max(layer.out_features for layer in w.spec.layers)
     chunk = points_per_chunk or max(1024, (1 << 22) // width)
     coords = grid_coordinates(grid)
+    w = w.to(device)
     with torch.no_grad():
-        out = torch.cat([forward(w, coords[s : s + chunk])[0] for s in range(0, coords.shape[0], chunk)])
+        out = torch.cat([forward(w, coords[s : s + chunk].to(device))[0].cpu() for s in range(0, coords.shape[0], chunk)])
     return out.clamp(0.0, 1.0).reshape(*grid, -1)
 
 
-def encode(signal: Signal, hidden: tuple[int, ...], config: CoinConfig = CoinConfig()) -> tuple[dict[str, Any], bytes, Tensor]:
-    """``(header, payload, decoded values [*grid, C])`` of ``signal`` with a SIREN of widths ``hidden``."""
+def encode(signal: Signal, hidden: tuple[int, ...], config: CoinConfig = CoinConfig(), *,
+           device: str | torch.device = "cpu") -> tuple[dict[str, Any], bytes, Tensor]:
+    """``(header, payload, decoded values [*grid, C])`` of ``signal`` with a SIREN of widths
+    ``hidden``, fitted on ``device``."""
     bits = check_bits(config.bits)
-    w = finetune_quantized(fit(signal, hidden, config), signal, config)
+    w = finetune_quantized(fit(signal, hidden, config, device=device), signal, config).to("cpu")
     codes, ranges, deq = _quantize_all(w, bits)
     payload = b"".join(_PAIR.pack(lo, step) for lo, step in ranges)
     payload += pack_bits(torch.cat([c.reshape(-1) for c in codes]).numpy(), bits)
     header = {**signal.header(), "hidden": list(hidden), "omega": config.omega, "bits": bits}
-    return header, payload, render(deq, signal.grid)
+    return header, payload, render(deq, signal.grid, device=device)
 
 
 def _parse(header: dict[str, Any]) -> tuple[str, tuple[int, ...], dict[str, float], NetworkSpec, int]:
@@ -197,8 +210,9 @@ def decode_work(header: dict[str, Any], base: Any = None) -> tuple[int, str]:
     return points * per_point, f"{points} points x {per_point} per point, SIREN hidden {hidden}, {bits}-bit weights"
 
 
-def decode(header: dict[str, Any], payload: bytes) -> Signal:
-    """The signal of a COIN file's header and payload; `CodecError` if they disagree."""
+def decode(header: dict[str, Any], payload: bytes, *, device: str | torch.device = "cpu") -> Signal:
+    """The signal of a COIN file's header and payload (the network evaluated on ``device``,
+    the signal on the CPU); `CodecError` if they disagree."""
     kind, shape, meta, spec, bits = _parse(header)
     shapes = [s for layer in spec.layers for s in (layer.weight_shape, (layer.out_features,))]
     counts = [math.prod(s) for s in shapes]
@@ -215,7 +229,7 @@ def decode(header: dict[str, Any], payload: bytes) -> Signal:
     for s, n, (lo, step) in zip(shapes, counts, ranges):
         tensors.append(dequantize(codes[start : start + n], lo, step).reshape(1, 1, *s))
         start += n
-    values = render(_weights(spec, tensors), tuple(shape[:-1]))
+    values = render(_weights(spec, tensors), tuple(shape[:-1]), device=device)
     if not torch.isfinite(values).all():
         raise CodecError("COIN payload decodes to non-finite values")
     return Signal(values.contiguous(), kind, meta)

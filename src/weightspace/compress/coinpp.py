@@ -16,6 +16,10 @@ bins (the training latents' own spread). ``step`` sets the rate.
 Header fields (beside ``kind``/``shape``/``meta``): ``base`` (the base's 16-hex-digit id),
 ``step``. Payload: the ANS coder's compressed 32-bit words, little-endian. A file decodes
 only with the base whose id it names.
+
+Devices: the base's network decides. `train_base` builds it on the CPU and moves it to
+``device``, `CoinppBase.load` moves a stored one; latents are fitted and rendered there and
+come back on the CPU, where they are quantised and entropy-coded.
 """
 
 from __future__ import annotations
@@ -74,10 +78,11 @@ class CoinppBase(basefile.StoredBase):
 
     def _tensors(self) -> dict[str, Tensor]:
         t = {f"model.{k}": v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        return {**t, "latent_mean": self.latent_mean.contiguous(), "latent_std": self.latent_std.contiguous()}
+        return {**t, "latent_mean": self.latent_mean.contiguous().cpu(), "latent_std": self.latent_std.contiguous().cpu()}
 
     @classmethod
-    def load(cls, path: str | Path) -> CoinppBase:
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> CoinppBase:
+        """A stored base, its network moved to ``device``."""
         desc, tensors = basefile.read(path, _FORMAT, "COIN++ base")
         try:
             model = ModulatedSiren(ModulatedSirenConfig.from_dict(desc["model"]))
@@ -86,7 +91,8 @@ class CoinppBase(basefile.StoredBase):
             mean, std = tensors["latent_mean"], tensors["latent_std"]
             if mean.shape != (d,) or std.shape != (d,) or not bool((std > 0).all()):
                 raise ValueError(f"latent statistics must be [{d}] with positive deviations")
-            return cls(model, desc["kind"], tuple(int(p) for p in desc["patch"]), int(desc["inner_steps"]), mean, std)
+            return cls(model.to(device), desc["kind"], tuple(int(p) for p in desc["patch"]), int(desc["inner_steps"]),
+                       mean, std)
         except (KeyError, RuntimeError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: inconsistent COIN++ base ({e})") from e
 
@@ -103,16 +109,19 @@ def train_base(
     model_config: ModulatedSirenConfig,
     meta_config: MetaConfig | None = None,
     stats_patches: int = 4096,
+    *,
+    device: str | torch.device = "cpu",
 ) -> CoinppBase:
-    """Meta-learn a base on training ``patches`` ``[M, prod(patch), C]`` (`patches_of`), then
-    measure the latent statistics on up to ``stats_patches`` of them (seeded choice)."""
+    """Meta-learn a base on training ``patches`` ``[M, prod(patch), C]`` (`patches_of`) on
+    ``device``, then measure the latent statistics on up to ``stats_patches`` of them (seeded
+    choice). The base's network stays on ``device``; its statistics are on the CPU."""
     meta_config = meta_config or MetaConfig()
     patch = tuple(int(p) for p in patch)
     if kind not in KIND_AXES or len(patch) != KIND_AXES[kind]:
         raise ValueError(f"a {kind} base needs a {KIND_AXES.get(kind, '?')}-axis patch, got {patch}")
     if model_config.in_features != len(patch) or model_config.out_features != patches.shape[-1]:
         raise ValueError("model in/out features must match the patch axes and channels")
-    model = ModulatedSiren(model_config)
+    model = ModulatedSiren(model_config).to(device)
     coords = grid_coordinates(patch)
     meta_train(model, coords, patches, meta_config)
     g = torch.Generator().manual_seed(meta_config.seed + 7)
@@ -123,7 +132,8 @@ def train_base(
 
 
 def latents_of(signal: Signal, base: CoinppBase, refine_steps: int = 0, refine_lr: float = 1e-2) -> Tensor:
-    """Latents ``[N_patches, d]`` of ``signal``: the inner loop, then optional Adam refinement."""
+    """Latents ``[N_patches, d]`` of ``signal``: the inner loop, then optional Adam refinement
+    (on the base's device; the latents come back on the CPU)."""
     if signal.kind != base.kind or signal.channels != base.channels:
         raise ValueError(
             f"this base codes {base.kind} signals with {base.channels} channel(s), "
@@ -133,7 +143,9 @@ def latents_of(signal: Signal, base: CoinppBase, refine_steps: int = 0, refine_l
     y = to_patches(signal.values, base.patch)
     z = encode_latents(base.model, y, base.inner_steps, coords=coords)
     if refine_steps > 0:
-        z = z.clone().requires_grad_()
+        device = next(base.model.parameters()).device
+        coords, y = coords.to(device), y.to(device)
+        z = z.to(device).clone().requires_grad_()
         opt = torch.optim.Adam([z], lr=refine_lr)
         for p in base.model.parameters():
             p.requires_grad_(False)
@@ -146,7 +158,7 @@ def latents_of(signal: Signal, base: CoinppBase, refine_steps: int = 0, refine_l
         finally:
             for p in base.model.parameters():
                 p.requires_grad_(True)
-        z = z.detach()
+        z = z.detach().cpu()
     return z
 
 

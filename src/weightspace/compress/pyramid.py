@@ -32,6 +32,12 @@ with the base frozen) but arranges the latents in space, after Cool-chic (Ladune
 
 Header fields (beside ``kind``/``shape``/``meta``): ``base`` (the base's 16-hex-digit id).
 Payload: the ANS coder's 32-bit words (`constriction`), little-endian; coarsest level first.
+
+Devices: the synthesis runs where the base's network is (`train_pyramid_base` and
+`PyramidBase.load` take a ``device``); latents and decoded values come back on the CPU. The
+entropy model's scales are always computed on the CPU in float64 (`PyramidBase.net64`), so
+encoder and decoder agree bit for bit whichever devices they ran on. Random draws (batches,
+noise) come from CPU generators, so a seed means the same draws on every device.
 """
 
 from __future__ import annotations
@@ -195,7 +201,7 @@ class PyramidNet(nn.Module):
         for lv in range(n):
             y = latents[lv]
             coarser = latents[lv + 1] if lv + 1 < n else None
-            anchors = y * anchor_mask(y.shape[2:]).to(y.dtype)
+            anchors = y * anchor_mask(y.shape[2:]).to(y.device, y.dtype)
             ls = self.log_scales(coarser, lv, y.shape[2:], anchors)
             total = total + _laplace_bits(y, ls).flatten(1).sum(1)
         return total
@@ -225,8 +231,14 @@ class PyramidBase(basefile.StoredBase):
 
     @cached_property
     def net64(self) -> PyramidNet:
-        """A float64 copy for the entropy model's scales (`_coding_scales`)."""
-        return copy.deepcopy(self.net).double()
+        """A float64 copy on the CPU for the entropy model's scales (`_coding_scales`): the same
+        on every machine, wherever the synthesis runs."""
+        return copy.deepcopy(self.net).double().cpu()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the synthesis runs: the device of the network's parameters."""
+        return next(self.net.parameters()).device
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "fit_steps": self.fit_steps, "fit_lr": self.fit_lr, "net": self.config.to_dict()}
@@ -235,14 +247,15 @@ class PyramidBase(basefile.StoredBase):
         return {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
 
     @classmethod
-    def load(cls, path: str | Path) -> PyramidBase:
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> PyramidBase:
+        """A stored base, its network moved to ``device``."""
         desc, tensors = basefile.read(path, BASE_FORMAT, "COIN++ latent-pyramid base")
         try:
             net = PyramidNet(PyramidConfig.from_dict(desc["net"]))
             net.load_state_dict(tensors)
             if desc["kind"] not in KIND_AXES or KIND_AXES[desc["kind"]] != net.config.axes:
                 raise ValueError(f"kind {desc['kind']!r} does not have {net.config.axes} axes")
-            return cls(net.requires_grad_(False), desc["kind"], int(desc["fit_steps"]), float(desc["fit_lr"]))
+            return cls(net.requires_grad_(False).to(device), desc["kind"], int(desc["fit_steps"]), float(desc["fit_lr"]))
         except (KeyError, RuntimeError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: inconsistent COIN++ base ({e})") from e
 
@@ -270,9 +283,10 @@ class TrainConfig:
 
 def train_pyramid_base(
     crops: Tensor, kind: str, config: PyramidConfig, train: TrainConfig | None = None,
-    fit_steps: int = 1000, fit_lr: float = 3e-2,
+    fit_steps: int = 1000, fit_lr: float = 3e-2, *, device: str | torch.device = "cpu",
 ) -> PyramidBase:
-    """Train a base on ``crops`` ``[M, *crop, C]`` (equal-size pieces of training signals)."""
+    """Train a base on ``crops`` ``[M, *crop, C]`` (equal-size pieces of training signals) on
+    ``device``, where the returned base's network stays."""
     train = train or TrainConfig()
     if kind not in KIND_AXES or KIND_AXES[kind] != config.axes:
         raise ValueError(f"a {kind} base needs axes={KIND_AXES.get(kind, '?')}, got {config.axes}")
@@ -281,11 +295,11 @@ def train_pyramid_base(
     if not torch.isfinite(crops).all():
         raise ValueError("training crops hold NaN or infinite values")
     g = torch.Generator().manual_seed(train.seed)
-    x = crops.movedim(-1, 1).float()
+    x = crops.movedim(-1, 1).float().to(device)
     m, grid = x.shape[0], tuple(x.shape[2:])
-    net = PyramidNet(config)
-    latents = [nn.Parameter(torch.zeros(m, 1, *s)) for s in level_shapes(grid, config.levels)]
-    lams = torch.tensor(train.lambdas)[torch.arange(m) % len(train.lambdas)]
+    net = PyramidNet(config).to(device)
+    latents = [nn.Parameter(torch.zeros(m, 1, *s, device=device)) for s in level_shapes(grid, config.levels)]
+    lams = torch.tensor(train.lambdas)[torch.arange(m) % len(train.lambdas)].to(device)
     opt = torch.optim.Adam([{"params": list(net.parameters()), "lr": train.lr},
                             {"params": latents, "lr": train.latent_lr}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, train.steps))
@@ -303,7 +317,7 @@ def train_pyramid_base(
         )
     points = math.prod(grid)
     for it in steps:
-        idx = torch.randint(0, m, (min(train.batch_size, m),), generator=g)
+        idx = torch.randint(0, m, (min(train.batch_size, m),), generator=g).to(device)
         q = _quantised([y[idx] for y in latents], noisy=it < TRAIN_NOISE_SHARE * train.steps, generator=g)
         mse = (net.render(q, grid) - x[idx]).square().flatten(1).mean(1)
         loss = (mse + lams[idx] * net.bits(q) / points).mean()
@@ -315,9 +329,9 @@ def train_pyramid_base(
 
 
 def _quantised(latents: Sequence[Tensor], noisy: bool, generator: torch.Generator | None) -> list[Tensor]:
-    """Uniform noise in place of rounding (``noisy``), else straight-through rounding."""
+    """Uniform noise in place of rounding (``noisy``; drawn on the CPU), else straight-through rounding."""
     if noisy:
-        return [y + torch.rand(y.shape, generator=generator) - 0.5 for y in latents]
+        return [y + torch.rand(y.shape, generator=generator).to(y.device) - 0.5 for y in latents]
     return [y + (torch.round(y) - y).detach() for y in latents]
 
 
@@ -332,9 +346,10 @@ def fit_latents_many(
     signals: Sequence[Signal], base: PyramidBase, lam: float, steps: int | None = None, seed: int = 0,
     on_step: Callable[[], None] | None = None,
 ) -> list[Tensor]:
-    """Latents ``[B, 1, *level_shape]`` of equal-shape ``signals``, fitted side by side. Each
-    signal's loss is summed, not averaged, and Adam acts elementwise, so signal ``i``'s
-    latents follow the same trajectory as alone (up to the noise drawn for it)."""
+    """Latents ``[B, 1, *level_shape]`` of equal-shape ``signals``, fitted side by side on the
+    base's device (returned on the CPU). Each signal's loss is summed, not averaged, and Adam
+    acts elementwise, so signal ``i``'s latents follow the same trajectory as alone (up to the
+    noise drawn for it)."""
     if not signals:
         raise ValueError("no signals to fit")
     for signal in signals:
@@ -350,8 +365,9 @@ def fit_latents_many(
         raise ValueError(f"lambda must be positive, got {lam}")
     steps = base.fit_steps if steps is None else steps
     g = torch.Generator().manual_seed(seed)
-    x = torch.stack([s.values for s in signals]).movedim(-1, 1)  # [B, C, *grid]
-    latents = [nn.Parameter(torch.zeros(len(signals), 1, *s)) for s in level_shapes(grid, base.config.levels)]
+    device = base.device
+    x = torch.stack([s.values for s in signals]).movedim(-1, 1).to(device)  # [B, C, *grid]
+    latents = [nn.Parameter(torch.zeros(len(signals), 1, *s, device=device)) for s in level_shapes(grid, base.config.levels)]
     opt = torch.optim.Adam(latents, lr=base.fit_lr)
     points = math.prod(grid)
     for it in range(steps):
@@ -366,7 +382,7 @@ def fit_latents_many(
         opt.step()
         if on_step is not None:
             on_step()
-    return [torch.round(y.detach()).clamp_(-MAX_LEVEL_VALUE, MAX_LEVEL_VALUE) for y in latents]
+    return [torch.round(y.detach()).clamp_(-MAX_LEVEL_VALUE, MAX_LEVEL_VALUE).cpu() for y in latents]
 
 
 def _fit_lr(lr: float, it: int, steps: int) -> float:
@@ -385,11 +401,12 @@ def _coding_scales(
     base: PyramidBase, coarser: Tensor | None, level: int, shape: Sequence[int], anchors: Tensor | None
 ) -> np.ndarray:
     """Laplace scales ``[prod(shape)]`` the coder uses for one level: the float64 network,
-    log-scales rounded to ``1 / SCALE_RES``, so encoder and decoder agree bit for bit."""
+    log-scales rounded to ``1 / SCALE_RES``, so encoder and decoder agree bit for bit (on the
+    CPU, wherever the synthesis runs)."""
     with torch.no_grad():
         ls = base.net64.log_scales(
-            None if coarser is None else coarser.double(), level, shape,
-            None if anchors is None else anchors.double(),
+            None if coarser is None else coarser.double().cpu(), level, shape,
+            None if anchors is None else anchors.double().cpu(),
         )
     ls = torch.round(ls.clamp(*LOG_SCALE_RANGE) * SCALE_RES) / SCALE_RES
     return ls.exp().reshape(-1).numpy()
@@ -422,7 +439,7 @@ def encode(signal: Signal, base: PyramidBase, latents: Sequence[Tensor]) -> tupl
     payload = coder.get_compressed().astype("<u4").tobytes()
     header = {**signal.header(), "base": base.id}
     with torch.no_grad():
-        values = base.net.render(list(latents), signal.grid)[0].movedim(0, -1)
+        values = base.net.render([y.to(base.device) for y in latents], signal.grid)[0].movedim(0, -1).cpu()
     return header, payload, values.clamp(0, 1).contiguous()
 
 
@@ -485,7 +502,7 @@ def decode(header: dict[str, Any], payload: bytes, base: Any) -> Signal:
             latents[lv] = torch.from_numpy(k.astype(np.float32)).reshape(1, 1, *shapes[lv])
         basefile.check_empty(coder)
     with torch.no_grad():
-        values = base.net.render(latents, shape[:-1])[0].movedim(0, -1)
+        values = base.net.render([y.to(base.device) for y in latents], shape[:-1])[0].movedim(0, -1).cpu()
     return Signal(values.clamp(0, 1).contiguous(), kind, meta)
 
 

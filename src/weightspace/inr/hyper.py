@@ -8,6 +8,10 @@ hypernetwork that maps a code to the full weights of a SIREN.
   small L2 prior on the codes (`fit_hyperinr`).
 - A new signal is encoded by optimising its code alone with the hypernetwork fixed
   (`encode_codes`); every code of a batch gets its own Adam state, vectorised.
+- Devices: `fit_hyperinr` builds the model on the CPU and moves it to ``device``; after
+  that the model's device decides: `encode_codes` and `psnr_of` move each chunk of signals
+  there and return their results on the CPU. Random draws stay on CPU generators, so a
+  seed gives the same codes, batches and points on every device.
 
 Output parametrisation: ``weights = base + scale * mlp(z)`` where ``base`` is a learned
 SIREN initialisation and ``scale`` holds, per layer, the SIREN init bound of that layer.
@@ -131,30 +135,39 @@ def _sample_points(p: int, k: int | None, g: torch.Generator) -> Tensor | None:
     return None if k is None or k >= p else torch.randperm(p, generator=g)[:k]
 
 
-def fit_hyperinr(
-    coords: Tensor, values: Tensor, config: HyperINRConfig | None = None, *, seed: int = 0, progress: bool = False
-) -> HyperFit:
-    """Auto-decode: jointly fit the hypernetwork and one code per signal.
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
-    coords ``[P, d]`` in [-1, 1]; values ``[N, P, c]`` in [0, 1].
+
+def fit_hyperinr(
+    coords: Tensor, values: Tensor, config: HyperINRConfig | None = None, *, seed: int = 0, progress: bool = False,
+    device: str | torch.device = "cpu",
+) -> HyperFit:
+    """Auto-decode: jointly fit the hypernetwork and one code per signal, on ``device``.
+
+    coords ``[P, d]`` in [-1, 1]; values ``[N, P, c]`` in [0, 1]. The result's model stays on
+    ``device``; its codes and PSNR are on the CPU.
     """
     config = config or HyperINRConfig()
     n, p, c = values.shape
     if coords.shape != (p, coords.shape[1]):
         raise ValueError(f"coords {tuple(coords.shape)} do not match values {tuple(values.shape)}")
-    model = HyperINR(config, coords.shape[1], c, seed=seed)
+    model = HyperINR(config, coords.shape[1], c, seed=seed).to(device)
     g = torch.Generator().manual_seed(seed)
     codes = nn.Embedding(n, config.code_dim, sparse=True)
     with torch.no_grad():
         codes.weight.copy_(torch.randn(n, config.code_dim, generator=g) * config.code_init_std)
+    codes.to(device)
+    coords_d = coords.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     code_opt = torch.optim.SparseAdam(codes.parameters(), lr=config.code_lr)
     history, running = [], 0.0
     for step in tqdm(range(config.steps), disable=disabled(progress), desc="hyperinr fit", leave=False):
         idx = torch.randint(n, (min(config.batch_size, n),), generator=g)
         pts = _sample_points(p, config.points_per_step, g)
-        x, y = (coords, values[idx]) if pts is None else (coords[pts], values[idx][:, pts])
-        z = codes(idx)
+        y = (values[idx] if pts is None else values[idx][:, pts]).to(device)
+        x = coords_d if pts is None else coords_d[pts.to(device)]
+        z = codes(idx.to(device))
         mse = model.loss(z, x, y)
         loss = mse.mean() + config.code_reg * z.square().sum(dim=1).mean()
         opt.zero_grad(set_to_none=True)
@@ -166,14 +179,18 @@ def fit_hyperinr(
         if (step + 1) % 100 == 0:
             history.append(running / 100)
             running = 0.0
-    z = codes.weight.detach().clone()
+    z = codes.weight.detach().cpu().clone()
     return HyperFit(model.eval(), z, psnr_of(model, z, coords, values), history)
 
 
 @torch.no_grad()
 def psnr_of(model: HyperINR, codes: Tensor, coords: Tensor, values: Tensor, chunk: int = 256) -> Tensor:
-    """PSNR ``[N]`` (dB, target range) of the networks generated from ``codes`` on ``values``."""
-    out = [model.recipe.psnr(model.loss(codes[i : i + chunk], coords, values[i : i + chunk])) for i in range(0, len(codes), chunk)]
+    """PSNR ``[N]`` (dB, target range) of the networks generated from ``codes`` on ``values``
+    (computed on the model's device, returned on the CPU)."""
+    device = _device(model)
+    coords = coords.to(device)
+    out = [model.recipe.psnr(model.loss(codes[i : i + chunk].to(device), coords, values[i : i + chunk].to(device))).cpu()
+           for i in range(0, len(codes), chunk)]
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -189,8 +206,11 @@ def encode_codes(
     progress: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Codes ``[N, code_dim]`` for new signals ``values`` ``[N, P, c]`` with the hypernetwork
-    fixed, and their PSNR ``[N]``. Codes start at the training prior's mean (zero)."""
+    fixed, and their PSNR ``[N]``. Codes start at the training prior's mean (zero). Runs on
+    the model's device; both results are on the CPU."""
     cfg = model.config
+    device = _device(model)
+    coords_d = coords.to(device)
     steps = cfg.encode_steps if steps is None else steps
     lr = cfg.code_lr if lr is None else lr
     for q in model.parameters():
@@ -198,16 +218,16 @@ def encode_codes(
     try:
         out = []
         for i in tqdm(range(0, len(values), chunk), disable=disabled(progress), desc="hyperinr encode", leave=False):
-            y = values[i : i + chunk]
-            z = torch.zeros(len(y), cfg.code_dim, requires_grad=True)
+            y = values[i : i + chunk].to(device)
+            z = torch.zeros(len(y), cfg.code_dim, device=device, requires_grad=True)
             opt = torch.optim.Adam([z], lr=lr)  # elementwise: each code its own Adam
             for _ in range(steps):
                 # a sum keeps each code's gradient its own
-                loss = model.loss(z, coords, y).sum() + cfg.code_reg * z.square().sum()
+                loss = model.loss(z, coords_d, y).sum() + cfg.code_reg * z.square().sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            out.append(z.detach())
+            out.append(z.detach().cpu())
     finally:
         for q in model.parameters():
             q.requires_grad_(True)
@@ -226,7 +246,7 @@ def save_hyperinr(path: str | os.PathLike, model: HyperINR, meta: dict[str, Any]
         "out_features": str(model.out_features),
         "meta": json.dumps(meta or {}),
     }
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=header)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path), metadata=header)
 
 
 def load_hyperinr(path: str | os.PathLike) -> tuple[HyperINR, dict[str, Any]]:

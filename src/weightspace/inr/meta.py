@@ -19,6 +19,11 @@ renders latents back to signal values.
 Shapes: coords ``[P, d_in]`` in ``[-1, 1]`` (shared by every signal, e.g.
 `signals.base.grid_coordinates` or ``dataset.coordinates()``), targets ``[N, P, c]`` in
 ``[0, 1]`` (``dataset.targets()``), latents ``[N, d]``.
+
+Devices: the model's decides. Every function here moves the coordinates and targets (or
+each chunk of them) to the device of the model's parameters, computes there, and returns
+its results on the device the inputs came on (the CPU for data from a dataset), so a
+model moved to a GPU is all it takes to run there.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ class MetaHistory:
     psnr: list[float]
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (where the work on it runs)."""
+    return next(model.parameters()).device
+
+
 def _check(model: ModulatedSiren, coords: Tensor, targets: Tensor) -> None:
     cfg = model.config
     if coords.dim() != 2 or coords.shape[1] != cfg.in_features:
@@ -83,6 +93,7 @@ def fit_latents(
     *,
     create_graph: bool = False,
     latents: Tensor | None = None,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """The inner loop: ``steps`` Meta-SGD steps on the latents of ``targets`` ``[B, P, c]``.
 
@@ -90,18 +101,32 @@ def fit_latents(
     ``create_graph`` the result stays differentiable w.r.t. the model's parameters through
     every inner step (MAML); otherwise the inner gradients are constants (first order), yet
     the result still depends on ``inner_lr`` and, through the last step, on nothing else.
+    Runs on the model's device; the latents come back on the device of ``targets``.
+
+    ``mask`` ``[B, P]`` (bool) restricts each signal's loss to its observed points (the
+    mean over them): values at the other points do not enter (shape inference from a
+    partial observation, `tasks.shape_inference`).
     """
-    b = targets.shape[0]
+    b, home, device = targets.shape[0], targets.device, model_device(model)
+    coords, targets = coords.to(device), targets.to(device)
+    if mask is not None:
+        if mask.shape != targets.shape[:2]:
+            raise ValueError(f"mask must be {list(targets.shape[:2])} like the targets' points, got {list(mask.shape)}")
+        weight = mask.to(device, targets.dtype)[..., None] / (mask.sum(1).clamp_min(1) * targets.shape[2]).to(
+            device, targets.dtype)[:, None, None]
+        targets = torch.where(mask.to(device)[..., None], targets, torch.zeros((), dtype=targets.dtype, device=device))
     outer_grad = torch.is_grad_enabled()  # a caller under no_grad gets plain tensors back
-    z = torch.zeros(b, model.latent_dim, dtype=targets.dtype, device=targets.device) if latents is None else latents
+    z = torch.zeros(b, model.latent_dim, dtype=targets.dtype, device=device) if latents is None else latents.to(device)
     if not z.requires_grad:
         z = z.detach().requires_grad_()
     for _ in range(steps):
         # the update too, so that z still requires grad for the next step under no_grad
         with torch.enable_grad():
-            mse = (model(z, coords) - targets).square().mean(dim=(1, 2))
+            err = (model(z, coords) - targets).square()
+            mse = err.mean(dim=(1, 2)) if mask is None else (err * weight).sum(dim=(1, 2))
             (g,) = torch.autograd.grad(mse.sum(), z, create_graph=create_graph)
             z = z - model.inner_lr * g
+    z = z.to(home)
     return z if outer_grad else z.detach()
 
 
@@ -111,9 +136,12 @@ def meta_train(
     targets: Tensor,
     config: MetaConfig = MetaConfig(),
 ) -> MetaHistory:
-    """Meta-learn ``model`` (in place) on ``targets`` ``[N, P, c]`` at ``coords`` ``[P, d_in]``."""
+    """Meta-learn ``model`` (in place) on ``targets`` ``[N, P, c]`` at ``coords`` ``[P, d_in]``,
+    on the model's device (each batch is moved there; the batch order is drawn on the CPU, so
+    it is the same on every device)."""
     _check(model, coords, targets)
-    n = targets.shape[0]
+    n, device = targets.shape[0], model_device(model)
+    coords = coords.to(device)
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     losses: list[float] = []
@@ -121,7 +149,7 @@ def meta_train(
     bar = tqdm(range(config.steps), disable=disabled(config.progress), desc="meta-train", leave=False)
     for _ in bar:
         idx = torch.randperm(n, generator=g)[: config.batch_size]
-        y = targets[idx]
+        y = targets[idx].to(device)
         z = fit_latents(model, coords, y, config.inner_steps, create_graph=not config.first_order)
         pred = model(z, coords)
         loss = (pred - y).square().mean()
@@ -148,8 +176,8 @@ def encode(
 
     ``signals``: a signal dataset (anything with ``coordinates()`` and ``targets()``, e.g.
     `SignalSet` or `ImageDataset`) or a tensor ``[N, P, c]`` in [0, 1] with ``coords``
-    ``[P, d_in]``. Runs in chunks of ``batch_size`` signals; each signal's latent depends
-    on that signal only.
+    ``[P, d_in]``. Runs in chunks of ``batch_size`` signals on the model's device; each
+    signal's latent depends on that signal only. The latents come back on the signals' device.
     """
     if isinstance(signals, Tensor):
         if coords is None:
@@ -157,23 +185,28 @@ def encode(
         targets = signals
     else:
         coords, targets = signals.coordinates(), signals.targets()
-    dtype = model.weights[0].dtype
+    dtype, home, device = model.weights[0].dtype, targets.device, model_device(model)
     coords, targets = coords.to(dtype), targets.to(dtype)
     _check(model, coords, targets)
+    coords = coords.to(device)
     out = []
     for start in range(0, targets.shape[0], batch_size):
-        z = fit_latents(model, coords, targets[start : start + batch_size], steps)
-        out.append(z.detach())
+        z = fit_latents(model, coords, targets[start : start + batch_size].to(device), steps)
+        out.append(z.detach().to(home))
     if not out:
-        return torch.zeros(0, model.latent_dim, dtype=dtype)
+        return torch.zeros(0, model.latent_dim, dtype=dtype, device=home)
     return torch.cat(out)
 
 
 @torch.no_grad()
 def reconstruct(model: ModulatedSiren, latents: Tensor, coords: Tensor, batch_size: int = 256) -> Tensor:
-    """Signal values in [0, 1] (clamped): latents ``[N, d]``, coords ``[P, d_in]`` -> ``[N, P, c]``."""
-    parts = [model(latents[s : s + batch_size], coords).clamp(0.0, 1.0) for s in range(0, latents.shape[0], batch_size)]
-    return torch.cat(parts) if parts else torch.zeros(0, coords.shape[0], model.config.out_features)
+    """Signal values in [0, 1] (clamped): latents ``[N, d]``, coords ``[P, d_in]`` -> ``[N, P, c]``,
+    computed on the model's device, returned on the latents' device."""
+    home, device = latents.device, model_device(model)
+    coords = coords.to(device)
+    parts = [model(latents[s : s + batch_size].to(device), coords).clamp(0.0, 1.0).to(home)
+             for s in range(0, latents.shape[0], batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0, coords.shape[0], model.config.out_features, device=home)
 
 
-__all__ = ["MetaConfig", "MetaHistory", "encode", "fit_latents", "meta_train", "reconstruct"]
+__all__ = ["MetaConfig", "MetaHistory", "encode", "fit_latents", "meta_train", "model_device", "reconstruct"]

@@ -158,7 +158,7 @@ class ModulatedSiren(nn.Module):
 
     def base_weights(self) -> Weights:
         """The unmodulated base network (latent zero) as ``[1, 1, ...]`` `Weights`."""
-        return self.to_weights(torch.zeros(1, self.latent_dim, dtype=self.weights[0].dtype))
+        return self.to_weights(torch.zeros(1, self.latent_dim, dtype=self.weights[0].dtype, device=self.weights[0].device))
 
 
 def psnr(pred: Tensor, target: Tensor) -> Tensor:

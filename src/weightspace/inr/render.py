@@ -94,15 +94,17 @@ def reconstruct(
     *,
     dataset: SignalDataset | None = None,
     resolution: int | None = None,
+    device: str | torch.device = "cpu",
 ) -> Reconstruction:
-    """Decode the networks at table ``positions`` (and compare with ``dataset`` if given)."""
+    """Decode the networks at table ``positions`` (and compare with ``dataset`` if given) on
+    ``device``; the values come back on the CPU."""
     pos = np.asarray(positions, dtype=np.int64).reshape(-1)
     recipe = recipe_of(zoo)
     kind, shape, meta = signal_of(zoo)
     grid = decode_grid(kind, shape, meta, resolution)
-    weights = zoo.weights(pos)
+    weights = zoo.weights(pos).to(device)
     rows = zoo.table.iloc[pos]
-    values = recipe.render(weights, grid_coordinates(grid)).reshape(len(pos), *grid, shape[-1])
+    values = recipe.render(weights, grid_coordinates(grid).to(device)).cpu().reshape(len(pos), *grid, shape[-1])
     table_psnr = [float(v) for v in rows["psnr"]] if "psnr" in rows else [float("nan")] * len(pos)
     originals, psnr = None, table_psnr
     if dataset is not None:
@@ -113,9 +115,9 @@ def reconstruct(
         src = torch.from_numpy(rows["source_index"].to_numpy(np.int64).copy())
         target = dataset.targets()[src]  # [n, P, C]
         with torch.no_grad():
-            raw = forward(weights, dataset.coordinates().to(weights.dtype))
+            raw = forward(weights, dataset.coordinates().to(device, weights.dtype))
         # the fitting loss, exactly: raw output vs target in the recipe's range minus the offset
-        mse = (raw - (recipe.encode_targets(target) - recipe.output_offset)).square().mean(dim=(1, 2))
+        mse = (raw - (recipe.encode_targets(target.to(device)) - recipe.output_offset)).square().mean(dim=(1, 2)).cpu()
         psnr = recipe.psnr(mse).tolist()
         if getattr(dataset, "grid", True) and tuple(grid) == shape[:-1]:
             originals = target.reshape(len(pos), *grid, shape[-1])
@@ -227,6 +229,27 @@ def source_dataset(zoo: Zoo) -> SignalDataset | None:
         return None
 
 
+def mesh_destination(mesh: Path, count: int) -> bool:
+    """Whether ``--mesh`` names a directory (True) or one mesh file (False) for ``count``
+    networks; raises ValueError, before any decoding, for a file name with several networks
+    or an unknown suffix."""
+    if mesh.suffix.lower() in (".obj", ".ply") and not mesh.is_dir():
+        if count != 1:
+            raise ValueError(f"--mesh {mesh} names one file but {count} networks are rendered: give a directory "
+                             "(one <id>-<label>.obj per network is written there) or render one network")
+        return False
+    if mesh.suffix and not mesh.is_dir():
+        raise ValueError(f"--mesh {mesh}: a mesh file ends in .obj or .ply; a directory has no suffix")
+    if mesh.exists() and not mesh.is_dir():
+        raise ValueError(f"--mesh {mesh} is a file; meshes of several networks go into a directory")
+    return True
+
+
+def _file_safe(label: object) -> str:
+    """A label as part of a file name: letters, digits, '-' and '_' kept, the rest '_'."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(label))
+
+
 def render_zoo(
     zoo: Zoo,
     figure: str | Path,
@@ -235,20 +258,27 @@ def render_zoo(
     dataset: SignalDataset | None = None,
     resolution: int | None = None,
     mesh: str | Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[Reconstruction, list[Path]]:
-    """Decode ``positions``, write the figure and, for shapes, a mesh per network if ``mesh``
-    names a ``.obj``/``.ply`` path (``stem-<id>`` when several). Returns the reconstruction
+    """Decode ``positions``, write the figure and, for shapes, a marching-cubes mesh per
+    network if ``mesh`` is given: a ``.obj``/``.ply`` file for one network, a directory for
+    any number (``<id>-<label>.obj`` in it, ``<id>.obj`` unlabelled, created if missing). Returns the reconstruction
     and the files written."""
-    rec = reconstruct(zoo, positions, dataset=dataset, resolution=resolution)
+    if mesh is not None:
+        mesh = Path(mesh)
+        mesh_dir = mesh_destination(mesh, len(positions))
+    rec = reconstruct(zoo, positions, dataset=dataset, resolution=resolution, device=device)
     written = [save_figure(rec, figure)]
     if mesh is not None:
         if rec.kind != "shape":
             raise ValueError(f"meshes are for shape zoos; this one holds {rec.kind} signals")
-        mesh = Path(mesh)
         level = float(rec.meta.get("surface_level", 0.5))
         ids = zoo.table["id"].to_numpy()[rec.positions]
-        for i, vol in zip(ids, rec.values[..., 0]):
-            out = mesh if len(ids) == 1 else mesh.with_name(f"{mesh.stem}-{int(i)}{mesh.suffix}")
+        if mesh_dir:
+            mesh.mkdir(parents=True, exist_ok=True)
+        for i, label, vol in zip(ids, rec.labels, rec.values[..., 0]):
+            name = f"{int(i)}.obj" if label is None else f"{int(i)}-{_file_safe(label)}.obj"
+            out = mesh / name if mesh_dir else mesh
             try:
                 verts, faces = marching_cubes(vol, level, inside_high=rec.meta.get("field") == "occupancy")
             except ValueError as e:
@@ -267,6 +297,7 @@ __all__ = [
     "mid_slice",
     "recipe_of",
     "reconstruct",
+    "mesh_destination",
     "render_zoo",
     "save_figure",
     "select_positions",

@@ -61,9 +61,12 @@ def fit_functa(
     meta: MetaConfig | None = None,
     seed: int = 0,
     provenance: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> FunctaResult:
     """Meta-learn on ``dataset``'s training split; write ``out/functa.safetensors`` and the
-    functaset of every signal (``out/functaset``) encoded with ``meta.inner_steps`` steps."""
+    functaset of every signal (``out/functaset``) encoded with ``meta.inner_steps`` steps.
+    ``device``: where the model is meta-learned and the signals encoded (the model is
+    initialised on the CPU and moved there, so a seed gives the same start everywhere)."""
     meta = meta or MetaConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,7 @@ def fit_functa(
     if len(train) == 0:
         raise ValueError(f"{dataset.name}: no training signals to meta-learn on")
     config = ModulatedSirenConfig(coords.shape[1], values.shape[2], tuple(hidden), latent_dim, omega, seed=seed)
-    model = ModulatedSiren(config)
+    model = ModulatedSiren(config).to(device)
     history = meta_train(model, coords, values[train], meta)
     save_modulated(model, out / MODEL_FILE)
     zoo = encode_functaset(
@@ -91,7 +94,8 @@ def encode_functaset(
     model_file: str | Path | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Zoo:
-    """Encode every signal of ``dataset`` with ``steps`` inner steps into a functaset at ``out``."""
+    """Encode every signal of ``dataset`` with ``steps`` inner steps into a functaset at ``out``
+    (on the model's device)."""
     coords, values = dataset.coordinates(), dataset.targets()
     latents = encode(model, values, steps, coords=coords)
     quality = psnr(reconstruct(model, latents, coords), values)

@@ -54,8 +54,10 @@ def fit_dataset(
     seed: int = 0,
     progress: bool = False,
     provenance: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> HyperINRResult:
-    """Fit a HyperINR on ``dataset``'s training split and write model + zoos under ``out``."""
+    """Fit a HyperINR on ``dataset``'s training split and write model + zoos under ``out``;
+    ``device``: where the hypernetwork is fitted and the other splits encoded."""
     config = config or HyperINRConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,7 @@ def fit_dataset(
     train = np.flatnonzero(_split_mask(dataset, "train"))
     if len(train) == 0:
         raise ValueError(f"{dataset.name}: no training signals to fit a HyperINR on")
-    fit = fit_hyperinr(coords, values[train], config, seed=seed, progress=progress)
+    fit = fit_hyperinr(coords, values[train], config, seed=seed, progress=progress, device=device)
     codes = torch.zeros(len(dataset), config.code_dim)
     psnr = torch.zeros(len(dataset))
     codes[train], psnr[train] = fit.codes, fit.psnr
@@ -86,7 +88,8 @@ def encode_dataset(
     progress: bool = False,
     provenance: dict[str, Any] | None = None,
 ) -> HyperINRResult:
-    """Encode every signal of ``dataset`` with ``model`` fixed; write the zoos under ``out``."""
+    """Encode every signal of ``dataset`` with ``model`` fixed (on the model's device); write
+    the zoos under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     coords, values = dataset.coordinates(), dataset.targets()
@@ -102,8 +105,8 @@ def encode_dataset(
 
 @torch.no_grad()
 def generated_weights(model: HyperINR, codes: Tensor) -> Weights:
-    """The SIREN `Weights` ``[N, 1, ...]`` that ``codes`` ``[N, d]`` generate."""
-    return model(codes).detach()
+    """The SIREN `Weights` ``[N, 1, ...]`` that ``codes`` ``[N, d]`` generate (on the CPU)."""
+    return model(codes.to(next(model.parameters()).device)).detach().to("cpu")
 
 
 def write_zoos(

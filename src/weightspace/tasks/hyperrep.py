@@ -129,16 +129,22 @@ def fit_hyperrep(
 
 @torch.no_grad()
 def embed(model: HyperRepresentation, weights: Weights, batch_size: int = 256) -> Tensor:
-    """Embeddings ``[N, E]`` of all networks of ``weights`` (eval mode, no gradients)."""
+    """Embeddings ``[N, E]`` of all networks of ``weights`` (eval mode, no gradients), computed
+    on the model's device in batches and returned on the device of ``weights``."""
     model.eval()
-    return torch.cat([model.encode(weights[i : i + batch_size]) for i in range(0, len(weights), batch_size)])
+    device = _device(model)
+    return torch.cat([model.encode(weights[i : i + batch_size].to(device)).to(weights.device)
+                      for i in range(0, len(weights), batch_size)])
 
 
 @torch.no_grad()
 def reconstruct(model: HyperRepresentation, weights: Weights, batch_size: int = 256) -> Weights:
-    """Encode and decode: raw weights in the model's (canonical) neuron order."""
+    """Encode and decode: raw weights in the model's (canonical) neuron order (computed on the
+    model's device, returned on the device of ``weights``)."""
     model.eval()
-    return Weights.cat([model.decode(model.encode(weights[i : i + batch_size])) for i in range(0, len(weights), batch_size)])
+    device = _device(model)
+    return Weights.cat([model.decode(model.encode(weights[i : i + batch_size].to(device))).to(weights.device)
+                        for i in range(0, len(weights), batch_size)])
 
 
 @torch.no_grad()
@@ -146,6 +152,7 @@ def reconstruction_error(model: HyperRepresentation, weights: Weights) -> float:
     """The per-layer normalised reconstruction MSE of clean networks (1.0 ~ predicting each
     tensor's mean)."""
     model.eval()
+    weights = weights.to(_device(model))
     target = model.tokens(model.prepare(weights))
     pred = model.decode_tokens(embed(model, weights))
     return float(reconstruction_loss(pred, target, model.layer_ids, model.mask))
@@ -183,7 +190,7 @@ def save_hyperrep(path: str | os.PathLike, model: HyperRepresentation, info: dic
         "config": json.dumps(asdict(model.config)),
         "info": json.dumps(info or {}, default=str),
     }
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, str(path), metadata=meta)
     return path
 
 
@@ -201,6 +208,11 @@ def load_hyperrep(path: str | os.PathLike) -> tuple[HyperRepresentation, dict]:
     model = HyperRepresentation(NetworkSpec.from_json(meta["spec"]), HyperRepConfig(**json.loads(meta["config"])))
     model.load_state_dict(load_file(str(path)))
     return model.eval(), json.loads(meta.get("info", "{}"))
+
+
+def _device(model: nn.Module) -> torch.device:
+    """Where ``model`` computes: the device of its parameters (the CPU for one without any)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 def num_parameters(model: nn.Module) -> int:

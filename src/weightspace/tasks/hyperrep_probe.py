@@ -133,10 +133,16 @@ def probe_table(results: list[ProbeResult]) -> str:
     return "\n".join(rows)
 
 
-def split_features(model, weights: dict[str, Weights]) -> dict[str, dict[str, np.ndarray]]:
-    """``{"hyperrep": {split: [N, E]}, "statnn": {split: [N, D]}}`` for every split given."""
+def split_features(model, weights: dict[str, Weights], *, device: str | torch.device | None = None
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """``{"hyperrep": {split: [N, E]}, "statnn": {split: [N, D]}}`` for every split given.
+
+    The embeddings are computed where the model is, or on ``device`` if given (the model is
+    moved there); the statistics on the CPU."""
     from weightspace.tasks.hyperrep import embed
 
+    if device is not None:
+        model.to(device)
     return {
         "hyperrep": {s: embed(model, w).double().numpy() for s, w in weights.items()},
         "statnn": {s: statnn_features(w) for s, w in weights.items()},

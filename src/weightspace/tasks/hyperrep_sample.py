@@ -8,6 +8,12 @@ test images (``"select"``: the widest bandwidth whose samples match the zoo's ow
 the zoo's training images), so that no choice looks at the test set. Networks are evaluated
 by the population evaluator (`weightspace.zoo.population.evaluate_population`), which runs
 the one functional forward (`weightspace.core.functional.forward`).
+
+Devices: `sample_from_zoo` runs where the model is (or on its ``device``): embeddings,
+decoding, evaluation and fine-tuning happen there, on images moved there once; the
+sampled networks and every accuracy come back on the CPU. The KDE runs on the CPU
+(scikit-learn), and every random draw comes from a CPU generator, so a seed draws the same
+samples and batches on every device.
 """
 
 from __future__ import annotations
@@ -117,7 +123,7 @@ def decode_samples(model: HyperRepresentation, z: Tensor, spec: NetworkSpec | No
     """Decode embeddings to raw networks; ``spec`` (same shapes, e.g. another activation)
     says how they run."""
     model.eval()
-    w = model.decode(z)
+    w = model.decode(z.to(next(model.parameters()).device)).to("cpu")
     return w if spec is None else Weights(spec, w.weights, w.biases)
 
 
@@ -157,9 +163,11 @@ def image_tensors(data: ImageDataset, split: str, limit: int | None = None, *, s
 
 def accuracy(weights: Weights, images: Tensor, labels: Tensor, *, nets: int = 64) -> Tensor:
     """Top-1 accuracy ``[B]`` of every network of ``weights`` on ``images`` ``[N, C, H, W]``
-    (the population evaluator, ``nets`` networks at a time)."""
+    (the population evaluator, ``nets`` networks at a time, on the images' device; returned
+    on the CPU)."""
+    labels = labels.to(images.device)
     return torch.cat([
-        evaluate_population(weights[i : i + nets], images, labels)[0].float().mean(dim=1)
+        evaluate_population(weights[i : i + nets].to(images.device), images, labels)[0].float().mean(dim=1).cpu()
         for i in range(0, len(weights), nets)
     ])
 
@@ -186,11 +194,14 @@ def fine_tune(
     accuracies ``[B]`` on ``eval_data`` after each step count in ``eval_at`` (0: before).
 
     A short vectorised population loop: the networks are independent (the loss is a sum
-    of per-network losses), which the engine's one-model loop cannot express.
+    of per-network losses), which the engine's one-model loop cannot express. Runs on the
+    device of ``images``; the trained weights and the accuracies come back on the CPU.
     """
     if weights.channels != 1:
         raise ValueError(f"fine_tune needs raw weights (C = 1), got C = {weights.channels}")
-    params = [t[:, 0].detach().clone().requires_grad_(True) for t in weights.tensors()]
+    device = images.device
+    labels = labels.to(device)
+    params = [t[:, 0].detach().to(device).clone().requires_grad_(True) for t in weights.tensors()]
 
     def current() -> Weights:
         return Weights.from_tensors(weights.spec, params)
@@ -201,7 +212,7 @@ def fine_tune(
     if 0 in eval_at and eval_data is not None:
         curve[0] = accuracy(current().detach(), *eval_data)
     for step in range(1, steps + 1):
-        idx = torch.randint(0, len(images), (batch_size,), generator=gen)
+        idx = torch.randint(0, len(images), (batch_size,), generator=gen).to(device)
         logits = forward(current(), images[idx])  # [B, batch, classes]
         loss = F.cross_entropy(logits.flatten(0, 1), labels[idx].repeat(len(weights)), reduction="sum") / batch_size
         opt.zero_grad(set_to_none=True)
@@ -209,7 +220,7 @@ def fine_tune(
         opt.step()
         if step in eval_at and eval_data is not None:
             curve[step] = accuracy(current().detach(), *eval_data)
-    return current().detach(), curve
+    return current().detach().to("cpu"), curve
 
 
 @dataclass
@@ -273,6 +284,7 @@ def sample_from_zoo(
     check: int = 32,
     select: tuple[Tensor, Tensor] | None = None,
     seed: int = 0,
+    device: str | torch.device | None = None,
 ) -> SampleReport:
     """Fit a KDE to the embeddings of the top ``top_fraction`` of ``weights`` (by the table's
     ``test_accuracy``; one activation: the most common among them, where the table has an
@@ -285,7 +297,13 @@ def sample_from_zoo(
 
     With ``finetune_steps``, ``finetune_networks`` samples and as many randomly initialised
     networks are trained for that many steps on ``train`` and measured along the way.
+
+    ``device``: where to compute (the model is moved there); by default where the model is.
     """
+    if device is not None:
+        model.to(device)
+    here = next(model.parameters()).device
+    test, train, select = (None if d is None else (d[0].to(here), d[1].to(here)) for d in (test, train, select))
     good = select_good(table, top_fraction=top_fraction)
     spec, activation = weights.spec, None
     if "activation" in table.columns:

@@ -324,21 +324,24 @@ def fit_nern(model: nn.Module, cnn: CNNConfig, data: ImageDataset, config: NeRNC
 
 
 def reconstruct_state(nern: NeRN, *, original_order: bool = True) -> dict[str, Tensor]:
-    """The rebuilt state dict; in the original channel order unless ``original_order=False``
-    (the reordered network computes the same function)."""
+    """The rebuilt state dict (on the CPU); in the original channel order unless
+    ``original_order=False`` (the reordered network computes the same function). The kernels
+    are predicted where the predictor is."""
+    device = next(nern.predictor.parameters()).device
     with torch.no_grad():
-        kernels = nern.predictor.kernels(nern.layout.coordinates())
+        kernels = nern.predictor.kernels(nern.layout.coordinates().to(device)).cpu()
     state = {**nern.kept, **nern.layout.split(kernels)}
     if original_order and nern.permutations:
         state = permute_state_dict(state, channel_groups(nern.cnn), invert(nern.permutations))
     return state
 
 
-def reconstruct(nern: NeRN, *, original_order: bool = True) -> nn.Module:
-    """The rebuilt network (original architecture, eval mode)."""
+def reconstruct(nern: NeRN, *, original_order: bool = True, device: str | torch.device = "cpu") -> nn.Module:
+    """The rebuilt network (original architecture, eval mode), on ``device``; the kernels are
+    predicted where the predictor is (move ``nern.predictor`` to compute them elsewhere)."""
     model = build_cnn(nern.cnn)
     load_state_dict_checked(model, reconstruct_state(nern, original_order=original_order), "reconstruction")
-    return model.eval()
+    return model.eval().to(device)
 
 
 # ---------------------------------------------------------------------------- file format

@@ -40,6 +40,10 @@ class QuickstartConfig:
     # SIREN hidden neurons admit sign flips, which the DWS model is not invariant to:
     # training on random flips teaches it that symmetry too. The MLP baseline is left plain.
     augment: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"dws": ("sign",)})
+    # where the models train (`TrainConfig.accelerator` / ``devices``); the zoo is fitted on the CPU,
+    # where the native fitting kernel is fastest (as `weightspace zoo fit-inrs` does by default)
+    accelerator: str = "auto"
+    devices: int | list[int] = 1
 
 
 def open_or_build_zoo(
@@ -75,7 +79,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig
         res = classify_zoo(
             zoo,
             name,
-            config=TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, progress=progress),
+            config=TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+                               progress=progress, accelerator=config.accelerator, devices=config.devices),
             model_config=config.model_configs.get(name),
             augment=RandomSymmetry(config.augment[name]) if name in config.augment else None,
         )

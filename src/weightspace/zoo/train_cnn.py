@@ -43,8 +43,10 @@ def load_classification_data(name_or_path: str | os.PathLike[str], *, seed: int 
 
 
 def accuracy(model: nn.Module, data: ImageDataset, *, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` (run in eval mode) on all of ``data``."""
-    config = TrainConfig(eval_batch_size=batch_size, progress=False, accelerator="cpu")
+    """Top-1 accuracy of ``model`` (run in eval mode) on all of ``data``, on the model's device."""
+    device = next(model.parameters(), torch.empty(0)).device
+    where = {"accelerator": "gpu", "devices": [device.index or 0]} if device.type == "cuda" else {"accelerator": "cpu"}
+    config = TrainConfig(eval_batch_size=batch_size, progress=False, **where)
     return evaluate(model.eval(), Classification(), ImageBatches(data), config)["acc"]
 
 
