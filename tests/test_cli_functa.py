@@ -95,3 +95,42 @@ def test_functa_infer_shapes_from_partial_observations(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["functa", "infer", str(digits / "functaset")])
     assert r.exit_code == 2 and "needs shapes on a grid" in " ".join(r.output.split())
+
+
+def test_gasp_fit_and_sample(tmp_path):
+    import json
+
+    out = tmp_path / "g"
+    r = runner.invoke(app, ["gasp", "fit", "--dataset", "digits", "--limit", "60", "--steps", "2", "--batch-size", "4",
+                            "--samples", "16", "-o", str(out), "--no-progress", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert {p.name for p in out.iterdir()} == {"gasp.safetensors", "losses.csv", "samples.png", "quality.json"}
+    q = json.loads((out / "quality.json").read_text())
+    assert set(q) == {"classifier_test_accuracy", "gasp", "real_test"} and 0 <= q["gasp"]["class_spread"] <= 1
+    assert len((out / "losses.csv").read_text().splitlines()) == 3  # header + one row per step
+    r = runner.invoke(app, ["gasp", "sample", str(out), "-n", "3", "--scale", "2", "-o", str(tmp_path / "s.png")])
+    assert r.exit_code == 0 and "1x, 2x" in r.output, r.output
+    # refused before any work: a non-empty --out, a 3D preset on images, an unknown preset
+    r = runner.invoke(app, ["gasp", "fit", "--dataset", "digits", "-o", str(out)])
+    assert r.exit_code == 2 and "not empty" in r.output
+    for preset, words in (("gasp-shapes-cpu", "is for 3D signals"), ("gasp-cifar", "unknown --preset")):
+        r = runner.invoke(app, ["gasp", "fit", "--dataset", "digits", "--preset", preset, "-o", str(tmp_path / preset)])
+        assert r.exit_code == 2 and words in " ".join(r.output.split()), r.output
+        assert not (tmp_path / preset).exists()
+
+
+def test_nerf_fit_and_sample(tmp_path):
+    import json
+
+    out = tmp_path / "n"
+    r = runner.invoke(app, ["nerf", "fit", "-o", str(out), "--per-class", "2", "--size", "6", "--steps", "2",
+                            "--samples", "8", "--hidden", "16,16", "--latent-dim", "8", "--no-progress", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "nerf.json").read_text())
+    assert [row["views"] for row in record["novel_views"]] == [0, 1, 2, 4, 8] and (out / "views.png").exists()
+    r = runner.invoke(app, ["nerf", "sample", str(out), "-n", "2", "--epochs", "2", "-o", str(tmp_path / "s.png")])
+    assert r.exit_code == 0 and (tmp_path / "s.png").exists(), r.output
+    r = runner.invoke(app, ["nerf", "sample", str(tmp_path), "-o", str(tmp_path / "t.png")])
+    assert r.exit_code == 2 and "no nerf.safetensors" in " ".join(r.output.split())
+    r = runner.invoke(app, ["nerf", "fit", "-o", str(tmp_path / "m"), "--views", "4"])
+    assert r.exit_code == 2 and "--views must be at least 8" in " ".join(r.output.split())

@@ -555,6 +555,7 @@ __import__("weightspace.cli_classifiers").cli_classifiers.register(app, zoo_app)
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.functa_app, name="functa")
 app.add_typer(__import__("weightspace.cli_functa").cli_functa.hyperinr_app, name="hyperinr")
 app.add_typer(__import__("weightspace.cli_gasp").cli_gasp.app, name="gasp")
+app.add_typer(__import__("weightspace.cli_nerf").cli_nerf.app, name="nerf")
 
 app.add_typer(__import__("weightspace.cli_compress").cli_compress.app)  # compress, decompress, compress-base
 

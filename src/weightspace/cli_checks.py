@@ -127,7 +127,7 @@ RULES: dict[str, Rule] = {
          "runs_per_shard", "count", "n", "d_model", "layers", "latent_tokens", "latent_dim", "width", "nern fit:hidden",
          "depth", "frequencies", "kernels_per_step", "levels", "latent", "inner_steps", "code_dim", "points",
          "encode_steps", "inrs_per_train_image", "test_images", "search", "length", "max_points", "samples",
-         "scale"], COUNT),
+         "scale", "size", "views", "test_views", "rays"], COUNT),
     "resolution": Rule("int", 2),  # grid points per axis: one point is no grid
     **dict.fromkeys(["refine_steps", "finetune_steps", "warmup_epochs", "nern fit:epochs"], NONNEG),
     **dict.fromkeys(["seed", "data_seed"], SEED),
@@ -141,18 +141,18 @@ RULES: dict[str, Rule] = {
     # paths read
     **dict.fromkeys(["zoo_path", "path", "root", "run_dir", "networks", "model_path", "predictor", "input", "file",
                      "base", "splits", "functaset", "nern fit:model", "functa encode:model", "functa sample:model",
-                     "functa infer:model", "hyperinr encode:model", "gasp sample:run"], INPUT),
+                     "functa infer:model", "hyperinr encode:model", "gasp sample:run", "nerf sample:run"], INPUT),
     # paths written
     **dict.fromkeys(["train:out", "edit:out", "quickstart:out", "predict:out", "zoo fit-inrs:out", "zoo import:out",
                      "zoo train-classifiers:out", "zoo import-classifiers:out", "functa fit:out", "functa encode:out",
                      "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out", "hyperrep fit:out",
-                     "gasp fit:out"], OUT_DIR),
+                     "gasp fit:out", "nerf fit:out"], OUT_DIR),
     "zoo export:out": Rule("free"),  # a folder (hf) or a .npz file (numpy): checked by the command
     "zoo render:mesh": Rule("free"),  # a file (one network) or a folder: render_zoo checks it before decoding
     **dict.fromkeys(["apply:out", "nern train-reference:out", "nern fit:out",
                      "nern reconstruct:out", "compress:out", "decompress:out", "compress-base:out",
                      "hyperrep probe:as_json", "functa infer:as_json"], OUT_FILE),
-    **dict.fromkeys(["zoo render:out", "functa sample:out", "gasp sample:out", "figure"], FIGURE),
+    **dict.fromkeys(["zoo render:out", "functa sample:out", "gasp sample:out", "nerf sample:out", "figure"], FIGURE),
 }
 
 

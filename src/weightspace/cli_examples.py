@@ -32,6 +32,8 @@ EXAMPLES: dict[str, str] = {
     "functa infer": "weightspace functa infer runs/functa-shapes/functaset --observe view:+z --observe random:0.05 --figure infer.png",
     "gasp fit": "weightspace gasp fit --dataset mnist-subset --steps 2000 -o runs/gasp",
     "gasp sample": "weightspace gasp sample runs/gasp -n 8 --scale 4 -o gasp-samples.png",
+    "nerf fit": "weightspace nerf fit -o runs/nerf",
+    "nerf sample": "weightspace nerf sample runs/nerf -n 6 -o nerf-samples.png",
     "hyperinr fit": "weightspace hyperinr fit --dataset shapes --field udf --resolution 12 -o runs/hyper",
     "hyperinr encode": "weightspace hyperinr encode runs/hyper/hyperinr.safetensors --dataset shapes -o runs/hyper-new",
     "compress": "weightspace compress photo.png -o photo.wsc --bpp 0.3",

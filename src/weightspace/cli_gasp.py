@@ -100,7 +100,7 @@ def gasp_fit(
         judge = Judge.fit(values[train], labels[train], values[test], labels[test], seed=seed)
         quality = {"classifier_test_accuracy": judge.test_accuracy,
                    "gasp": judge.judge(sample_signals(res.generator, samples, coords, seed=seed)),
-                   "real_test": judge.judge(values[test][:samples])}
+                   "real_test": judge.judge(values[test])}  # all of them: splits may be sorted by class
         (out / "quality.json").write_text(json.dumps(quality, indent=1) + "\n")
         _figure(res.generator, tuple(data.signal_shape[:-1]), out / "samples.png", 8, seed)
     except (ValueError, FileNotFoundError) as e:

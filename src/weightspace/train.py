@@ -333,6 +333,7 @@ def _quiet() -> None:
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")  # training without validation is asked for
     # a step returns None only when a compilation outlived max_minutes, which says so itself
     warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")
 

@@ -28,6 +28,7 @@ model moved to a GPU is all it takes to run there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ class MetaConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     progress: bool = True
+    points_per_step: int | None = None  # a random subset of the coordinates per outer step (None: all)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +74,21 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _check(model: ModulatedSiren, coords: Tensor, targets: Tensor) -> None:
+Decode = Callable[[ModulatedSiren, Tensor, Tensor], Tensor]
+
+
+def direct(model: ModulatedSiren, z: Tensor, coords: Tensor) -> Tensor:
+    """The default decode: the modulated SIREN's values at the coordinates, ``[B, P, c]``."""
+    return model(z, coords)
+
+
+def _check(model: ModulatedSiren, coords: Tensor, targets: Tensor, decode: Decode | None = None) -> None:
+    if decode is not None:  # another observation model (e.g. volume rendering) checks its own inputs
+        if targets.dim() != 3 or targets.shape[1] != coords.shape[0]:
+            raise ValueError(f"targets must be [N, {coords.shape[0]}, c] to match coords, got {tuple(targets.shape)}")
+        if not torch.isfinite(targets).all():
+            raise ValueError("targets hold NaN or infinite values")
+        return
     cfg = model.config
     if coords.dim() != 2 or coords.shape[1] != cfg.in_features:
         raise ValueError(f"coords must be [P, {cfg.in_features}], got {tuple(coords.shape)}")
@@ -94,6 +110,7 @@ def fit_latents(
     create_graph: bool = False,
     latents: Tensor | None = None,
     mask: Tensor | None = None,
+    decode: Decode | None = None,
 ) -> Tensor:
     """The inner loop: ``steps`` Meta-SGD steps on the latents of ``targets`` ``[B, P, c]``.
 
@@ -106,7 +123,11 @@ def fit_latents(
     ``mask`` ``[B, P]`` (bool) restricts each signal's loss to its observed points (the
     mean over them): values at the other points do not enter (shape inference from a
     partial observation, `tasks.shape_inference`).
+
+    ``decode(model, z, coords)`` turns latents into predictions of the targets (default:
+    the network's values at the coordinates; volume rendering of rays for NeRFs, `inr.nerf`).
     """
+    decode = decode or direct
     b, home, device = targets.shape[0], targets.device, model_device(model)
     coords, targets = coords.to(device), targets.to(device)
     if mask is not None:
@@ -122,7 +143,7 @@ def fit_latents(
     for _ in range(steps):
         # the update too, so that z still requires grad for the next step under no_grad
         with torch.enable_grad():
-            err = (model(z, coords) - targets).square()
+            err = (decode(model, z, coords) - targets).square()
             mse = err.mean(dim=(1, 2)) if mask is None else (err * weight).sum(dim=(1, 2))
             (g,) = torch.autograd.grad(mse.sum(), z, create_graph=create_graph)
             z = z - model.inner_lr * g
@@ -135,12 +156,16 @@ def meta_train(
     coords: Tensor,
     targets: Tensor,
     config: MetaConfig = MetaConfig(),
+    *,
+    decode: Decode | None = None,
 ) -> MetaHistory:
     """Meta-learn ``model`` (in place) on ``targets`` ``[N, P, c]`` at ``coords`` ``[P, d_in]``,
     on the model's device (each batch is moved there; the batch order is drawn on the CPU, so
-    it is the same on every device)."""
-    _check(model, coords, targets)
-    n, device = targets.shape[0], model_device(model)
+    it is the same on every device). With ``config.points_per_step`` each step sees a random
+    subset of the coordinates (the same for the batch): rays of NeRF views, say."""
+    _check(model, coords, targets, decode)
+    decode = decode or direct
+    n, p, device = targets.shape[0], targets.shape[1], model_device(model)
     coords = coords.to(device)
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -149,9 +174,13 @@ def meta_train(
     bar = tqdm(range(config.steps), disable=disabled(config.progress), desc="meta-train", leave=False)
     for _ in bar:
         idx = torch.randperm(n, generator=g)[: config.batch_size]
-        y = targets[idx].to(device)
-        z = fit_latents(model, coords, y, config.inner_steps, create_graph=not config.first_order)
-        pred = model(z, coords)
+        xs, y = coords, targets[idx]
+        if config.points_per_step and config.points_per_step < p:
+            sub = torch.randperm(p, generator=g)[: config.points_per_step]
+            xs, y = coords[sub.to(device)], y[:, sub]
+        y = y.to(device)
+        z = fit_latents(model, xs, y, config.inner_steps, create_graph=not config.first_order, decode=decode)
+        pred = decode(model, z, xs)
         loss = (pred - y).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -171,6 +200,7 @@ def encode(
     *,
     coords: Tensor | None = None,
     batch_size: int = 256,
+    decode: Decode | None = None,
 ) -> Tensor:
     """Latents ``[N, d]`` of new signals, the model frozen.
 
@@ -187,11 +217,11 @@ def encode(
         coords, targets = signals.coordinates(), signals.targets()
     dtype, home, device = model.weights[0].dtype, targets.device, model_device(model)
     coords, targets = coords.to(dtype), targets.to(dtype)
-    _check(model, coords, targets)
+    _check(model, coords, targets, decode)
     coords = coords.to(device)
     out = []
     for start in range(0, targets.shape[0], batch_size):
-        z = fit_latents(model, coords, targets[start : start + batch_size].to(device), steps)
+        z = fit_latents(model, coords, targets[start : start + batch_size].to(device), steps, decode=decode)
         out.append(z.detach().to(home))
     if not out:
         return torch.zeros(0, model.latent_dim, dtype=dtype, device=home)
@@ -199,14 +229,19 @@ def encode(
 
 
 @torch.no_grad()
-def reconstruct(model: ModulatedSiren, latents: Tensor, coords: Tensor, batch_size: int = 256) -> Tensor:
+def reconstruct(model: ModulatedSiren, latents: Tensor, coords: Tensor, batch_size: int = 256,
+                decode: Decode | None = None) -> Tensor:
     """Signal values in [0, 1] (clamped): latents ``[N, d]``, coords ``[P, d_in]`` -> ``[N, P, c]``,
     computed on the model's device, returned on the latents' device."""
+    decode = decode or direct
     home, device = latents.device, model_device(model)
     coords = coords.to(device)
-    parts = [model(latents[s : s + batch_size].to(device), coords).clamp(0.0, 1.0).to(home)
+    parts = [decode(model, latents[s : s + batch_size].to(device), coords).clamp(0.0, 1.0).to(home)
              for s in range(0, latents.shape[0], batch_size)]
-    return torch.cat(parts) if parts else torch.zeros(0, coords.shape[0], model.config.out_features, device=home)
+    if parts:
+        return torch.cat(parts)
+    return torch.zeros(0, coords.shape[0], model.config.out_features, device=home)
 
 
-__all__ = ["MetaConfig", "MetaHistory", "encode", "fit_latents", "meta_train", "model_device", "reconstruct"]
+__all__ = ["Decode", "MetaConfig", "MetaHistory", "direct", "encode", "fit_latents", "meta_train", "model_device",
+           "reconstruct"]
