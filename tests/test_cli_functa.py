@@ -130,7 +130,16 @@ def test_nerf_fit_and_sample(tmp_path):
     assert [row["views"] for row in record["novel_views"]] == [0, 1, 2, 4, 8] and (out / "views.png").exists()
     r = runner.invoke(app, ["nerf", "sample", str(out), "-n", "2", "--epochs", "2", "-o", str(tmp_path / "s.png")])
     assert r.exit_code == 0 and (tmp_path / "s.png").exists(), r.output
+    (out / "latents.safetensors").write_bytes(b"damaged")
+    r = runner.invoke(app, ["nerf", "sample", str(out), "-o", str(tmp_path / "d.png")])
+    assert r.exit_code == 2 and "not a readable safetensors file" in " ".join(r.output.split()), r.output
     r = runner.invoke(app, ["nerf", "sample", str(tmp_path), "-o", str(tmp_path / "t.png")])
     assert r.exit_code == 2 and "no nerf.safetensors" in " ".join(r.output.split())
     r = runner.invoke(app, ["nerf", "fit", "-o", str(tmp_path / "m"), "--views", "4"])
     assert r.exit_code == 2 and "--views must be at least 8" in " ".join(r.output.split())
+
+
+def test_gasp_refuses_signals_it_cannot_render(tmp_path):
+    r = runner.invoke(app, ["gasp", "fit", "--dataset", "tones", "-o", str(tmp_path / "g")])
+    assert r.exit_code == 2 and "images (2D) or volumes (3D)" in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "g").exists()

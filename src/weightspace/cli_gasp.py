@@ -78,6 +78,8 @@ def gasp_fit(
         if not getattr(data, "grid", True):
             raise ValueError(f"{dataset}: GASP renders signals on a grid; these are scattered points")
         dims = data.coordinates().shape[1]
+        if dims not in (2, 3):
+            raise ValueError(f"{dataset}: GASP here takes images (2D) or volumes (3D); these signals are {dims}D")
         if ("shapes" in preset) != (dims == 3):
             raise ValueError(f"--preset {preset} is for {'3D' if 'shapes' in preset else '2D'} signals; "
                              f"{dataset} has {dims}D coordinates")

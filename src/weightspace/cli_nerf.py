@@ -17,12 +17,6 @@ MODEL, RECORD, LATENTS = "nerf.safetensors", "nerf.json", "latents.safetensors"
 VIEW_SETS = ((), (0,), (0, 4), (0, 2, 4, 6), (0, 1, 2, 3, 4, 5, 6, 7))
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    from weightspace.cli_functa import _sizes as sizes
-
-    return sizes(text)
-
-
 @app.command("fit")
 def nerf_fit(
     out: Path = typer.Option(..., "--out", "-o", help="directory: nerf.safetensors, nerf.json, latents.safetensors, "
@@ -52,6 +46,7 @@ def nerf_fit(
     import torch
     from safetensors.torch import save_file
 
+    from weightspace.cli_functa import _sizes
     from weightspace.inr.meta import MetaConfig, encode
     from weightspace.inr.modulated import save_modulated
     from weightspace.inr.nerf import RenderConfig
@@ -106,6 +101,7 @@ def nerf_sample(
     the held-out cameras."""
     import json
 
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from weightspace.inr.modulated import load_modulated
@@ -120,7 +116,10 @@ def nerf_sample(
                 raise ValueError(f"{run}: no {name}; give the directory `nerf fit` wrote")
         record = json.loads((run / RECORD).read_text())
         model = load_modulated(run / MODEL).to(torch_device(device))
-        latents = load_file(str(run / LATENTS)).get("train")
+        try:
+            latents = load_file(str(run / LATENTS)).get("train")
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{run / LATENTS}: not a readable safetensors file ({str(e)[:120]})") from None
         if latents is None or latents.dim() != 2 or latents.shape[1] != model.latent_dim:
             raise ValueError(f"{run / LATENTS}: expected 'train' latents [N, {model.latent_dim}]")
         sc = record["scenes"]

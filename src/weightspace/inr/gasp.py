@@ -153,11 +153,6 @@ class GaspGenerator(nn.Module):
             h = torch.tanh(h) if k == len(layers) - 1 else F.leaky_relu(h, 0.1)
         return h
 
-    def sample(self, n: int, coords: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` functions from the prior, rendered at ``coords``: ``[n, P, c]`` in [-1, 1]."""
-        z = torch.randn(n, self.latent_dim, generator=generator).to(next(self.parameters()).device)
-        return self.render(z, coords.to(z.device))
-
 
 # --------------------------------------------------------------------------- discriminator
 def canonical_order(coords: Tensor) -> Tensor:

@@ -24,9 +24,9 @@ latent 64, hypernetwork 256-512; Fourier features 128 at std 2 for images, none 
 as the reference's CelebA-HQ 64 and ShapeNet voxel configs), and the PointConv discriminator
 of those configs with its point counts scaled to 784 pixels (images; the voxel config's
 4,096 points are a 16^3 grid already). Learning rates are the configs' (1e-4 / 4e-4 images,
-2e-5 / 8e-5 voxels), R1 weight 10. On a 2-core CPU one step of ``gasp-mnist`` at batch 32
-takes ~2.4 s (a 34M-parameter hypernetwork: its last layer emits 66k function weights);
-``gasp-mnist-cpu`` and ``gasp-shapes-cpu`` are smaller variants under their own names.
+2e-5 / 8e-5 voxels), R1 weight 10. ``gasp-mnist``'s hypernetwork has 34M parameters (its
+last layer emits the 66k function weights); ``gasp-mnist-cpu`` and ``gasp-shapes-cpu`` are
+smaller variants under their own names (benchmarks/gasp.py records their sizes and step times).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from weightspace._progress import disabled
 from weightspace.inr.gasp import GaspConfig, GaspGenerator, PointConvDiscriminator, PointConvLayer
+from weightspace.tasks.generate import nearest_neighbours
 
 
 def _pc(m: int, k: int, out: int | None = None) -> PointConvLayer:
@@ -196,16 +197,6 @@ def sample_signals(generator: GaspGenerator, n: int, coords: Tensor, *, seed: in
     return torch.cat(out) if out else torch.zeros(0, coords.shape[0], generator.config.out_features)
 
 
-def nearest_rms(samples: Tensor, train: Tensor, batch: int = 256) -> Tensor:
-    """RMS distance ``[S]`` of each of ``samples`` ``[S, P, c]`` to its nearest of ``train`` ``[N, P, c]``."""
-    t = train.flatten(1).double()
-    out = []
-    for s in range(0, len(samples), batch):
-        d = torch.cdist(samples[s:s + batch].flatten(1).double(), t)
-        out.append(d.min(dim=1).values / math.sqrt(t.shape[1]))
-    return torch.cat(out).float() if out else torch.zeros(0)
-
-
 @dataclass
 class Judge:
     """A classifier of real signals (logistic regression on their values) and the training
@@ -228,10 +219,10 @@ class Judge:
     def judge(self, signals: Tensor) -> dict[str, float]:
         """Confidence, class spread, classes present and nearest-training-signal RMS of ``signals``."""
         prob = self.classifier.predict_proba(signals.flatten(1).numpy())
-        pred = prob.argmax(1)
+        pred = self.classifier.classes_[prob.argmax(1)]  # columns are the classes seen in training
         hist = np.bincount(pred, minlength=self.classes) / max(len(pred), 1)
         nz = hist[hist > 0]
-        nn = nearest_rms(signals, self.train)
+        _, nn = nearest_neighbours(signals, self.train)
         return {"confidence": float(prob.max(1).mean()),
                 "class_spread": max(0.0, float(-(nz * np.log(nz)).sum() / math.log(self.classes))),
                 "classes_present": int((hist > 0).sum()), "nn_rms_median": float(nn.median()),
@@ -255,5 +246,5 @@ def train_preset(name: str, dataset: Any, *, steps: int | None = None, batch_siz
     return train_gasp(coords, values[train], model, config, device=device), model, config
 
 
-__all__ = ["GaspResult", "GaspTrainConfig", "Judge", "PRESETS", "nearest_rms", "preset", "r1_penalty", "sample_signals",
+__all__ = ["GaspResult", "GaspTrainConfig", "Judge", "PRESETS", "preset", "r1_penalty", "sample_signals",
            "train_gasp", "train_preset"]

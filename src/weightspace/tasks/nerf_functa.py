@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from weightspace.inr.meta import MetaConfig, MetaHistory, encode, fit_latents, meta_train, reconstruct
+from weightspace.inr.meta import MetaConfig, MetaHistory, encode, meta_train, reconstruct
 from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig, psnr
 from weightspace.inr.nerf import NerfDecode
 from weightspace.signals.scenes import SceneSet
@@ -100,11 +100,6 @@ def sample_scenes(model: ModulatedSiren, decode: NerfDecode, train_latents: Tens
     return SceneSamples(latents, render_views(model, decode, latents, rays))
 
 
-def fit_latents_on(model: ModulatedSiren, decode: NerfDecode, rays: Tensor, colours: Tensor, steps: int) -> Tensor:
-    """Latents ``[N, d]`` of colours ``[N, R, 3]`` observed along ``rays`` ``[R, 6]`` (any rays)."""
-    return fit_latents(model, rays, colours, steps, decode=decode).detach()
-
-
 def plot_scene_rows(rows: list[tuple[str, Tensor]], size: int, path) -> object:
     """A figure with one row per entry: (label, colours ``[V * size^2, 3]``) shown as V images."""
     from weightspace.plots import plot_image_rows
@@ -127,5 +122,5 @@ def plot_novel_views(model: ModulatedSiren, decode: NerfDecode, scenes: SceneSet
     return plot_scene_rows(rows, scenes.size, path)
 
 
-__all__ = ["NerfFunctaResult", "SceneSamples", "fit_latents_on", "fit_nerf_functa", "fit_views", "novel_views",
+__all__ = ["NerfFunctaResult", "SceneSamples", "fit_nerf_functa", "fit_views", "novel_views",
            "plot_novel_views", "plot_scene_rows", "render_views", "sample_scenes"]

@@ -119,12 +119,10 @@ def infer_latents(model: ModulatedSiren, coords: Tensor, values: Tensor, mask: T
 def nearest_training_shape(train_values: Tensor, values: Tensor, mask: Tensor) -> Tensor:
     """Index ``[N]`` of the training shape (of ``train_values`` ``[M, P, 1]``) with the least
     mean squared error on each shape's observed points."""
-    t = train_values[..., 0]
-    best = []
-    for v, m in zip(values[..., 0], mask):
-        err = (t[:, m] - v[m]).square().mean(dim=1)
-        best.append(int(err.argmin()))
-    return torch.tensor(best, dtype=torch.long)
+    t, v, m = train_values[..., 0], values[..., 0], mask.to(values.dtype)
+    # sum over observed points of (t - v)^2 = m.t^2 - 2 (m v).t + m.v^2, for every pair at once
+    sq = m @ t.square().T - 2 * (m * v) @ t.T + (m * v.square()).sum(1, keepdim=True)  # [N, M]
+    return (sq / m.sum(1, keepdim=True).clamp_min(1)).argmin(dim=1)
 
 
 def iou(a: Tensor, b: Tensor) -> Tensor:
