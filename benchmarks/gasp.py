@@ -1,7 +1,7 @@
 """GASP (`inr/gasp.py`, `tasks/gasp.py`) beside the functa DDPM on the same signals.
 
-For MNIST (the 5,000 bundled images: 3,500 train / 500 val / 1,000 test) and, with
-``--shapes``, the procedural 3D shapes as 12^3 occupancy grids, this trains the CPU-sized
+For MNIST (the 5,000 bundled images: 3,500 train / 500 val / 1,000 test) and/or the
+procedural 3D shapes as 12^3 grids (occupancy by default, or a truncated SDF), this trains the CPU-sized
 GASP preset and the functa latent DDPM on the training split, draws 256 samples from each,
 and judges them with one classifier of the real signals (logistic regression on the values,
 fitted on the training split): its confidence on the samples, how evenly they spread over
@@ -9,12 +9,15 @@ the classes, and each sample's RMS distance to its nearest training signal — b
 same numbers for real test signals. Figures: GASP samples at 1x, 2x and 4x the training
 resolution, functa DDPM samples at the same scales (both are functions).
 
-    python benchmarks/gasp.py [--steps 2000] [--shapes] [--quick]
+    python benchmarks/gasp.py [--steps 2000] [--shape-steps 1500] [--threads 1] [--quick]
+    python benchmarks/gasp.py --domains shapes --name gasp_shapes      # one domain, its own section
+    python benchmarks/gasp.py --rerender [--name gasp]                 # a section again from its JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 
@@ -102,6 +105,8 @@ def markdown(f: dict) -> str:
                 f"{100 * d['classifier_test_accuracy']:.1f}% on real test signals; GASP generator "
                 f"{d['generator_parameters']:,} parameters, discriminator {d['discriminator_parameters']:,}, "
                 f"{d['gasp_seconds_per_step']:.2f} s per step"
+                + (f", shapes given as {'a truncated SDF' if d['field'] == 'sdf' else 'occupancy'}"
+                   if d.get("field") else "")
                 + (f", {d['max_points']} random points of each signal per step" if d.get("max_points") else "")
                 + "):", "",
                 "| signals | confidence | class spread | classes present | nearest-train RMS (median) | (min) |",
@@ -116,32 +121,51 @@ def markdown(f: dict) -> str:
                 + (f" Figure: `{d['figures']['samples']}` (rows: GASP and functa samples at 1x, 2x, 4x the training "
                    "resolution)." if d["figures"] else ""), ""]
     out.append("The same from the CLI: `weightspace gasp fit --dataset mnist-subset --steps 2000 -o runs/gasp`, then "
-               "`weightspace gasp sample runs/gasp -n 8 --scale 4 -o gasp-samples.png`.")
+               "`weightspace gasp sample runs/gasp -n 8 --scale 4 -o gasp-samples.png`; for the shapes `weightspace gasp "
+               "fit --dataset shapes --per-class 20 --resolution 12 --field occupancy --preset gasp-shapes-cpu --steps "
+               "1500 --max-points 512 -o runs/gasp-shapes`.")
     return "\n".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--domains", default="mnist,shapes", help="comma-separated: mnist, shapes")
     ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--shape-steps", type=int, default=400)
+    ap.add_argument("--shape-steps", type=int, default=1500)
     ap.add_argument("--shape-points", type=int, default=512, help="random points of each shape per GASP step")
-    ap.add_argument("--shapes", action="store_true", help="also the 3D shapes (12^3 occupancy)")
+    ap.add_argument("--shape-field", default="occupancy", choices=("occupancy", "sdf"),
+                    help="how the 3D shapes are given (occupancy: the paper's voxels)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--name", default="gasp", help="section / results name (another for a partial run)")
+    ap.add_argument("--rerender", action="store_true", help="rewrite the section from its results JSON (no training)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run; results not written)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    domains_wanted = [d.strip() for d in args.domains.split(",") if d.strip()]
+    unknown = set(domains_wanted) - {"mnist", "shapes"}
+    if unknown or not domains_wanted:
+        ap.error(f"--domains: expected mnist and/or shapes, got {args.domains!r}")
+    name = args.name
+    if args.rerender:
+        stored = json.loads((RESULTS / f"{name}.json").read_text())
+        write_result(name, stored["environment"], stored["figures"], markdown(stored["figures"]))
+        return
+    torch.set_num_threads(args.threads)
     env = environment()
     q = args.quick
-    domains = {"mnist": run_domain("mnist", load_mnist_subset(seed=0, limit=40 if q else None), "gasp-mnist-cpu",
-                                   3 if q else args.steps, 3 if q else 400, 2 if q else 300, q)}
-    if args.shapes:
-        shapes = load_shapes(3 if q else 20, resolution=12, field="occupancy", seed=0)
+    domains = {}
+    if "mnist" in domains_wanted:
+        domains["mnist"] = run_domain("mnist", load_mnist_subset(seed=0, limit=40 if q else None), "gasp-mnist-cpu",
+                                      3 if q else args.steps, 3 if q else 400, 2 if q else 300, q)
+    if "shapes" in domains_wanted:
+        shapes = load_shapes(3 if q else 20, resolution=12, field=args.shape_field, seed=0)
         domains["shapes"] = run_domain("shapes", shapes, "gasp-shapes-cpu", 2 if q else args.shape_steps,
                                        3 if q else 300, 2 if q else 300, q, max_points=args.shape_points)
-    figures = {"domains": domains, "threads": 1}
+        domains["shapes"]["field"] = args.shape_field
+    figures = {"domains": domains, "threads": args.threads}
     if q:
         print(markdown(figures))
         return
-    write_result("gasp", env, figures, markdown(figures))
+    write_result(name, env, figures, markdown(figures))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ def test_nerf_fit_and_sample(tmp_path):
     assert r.exit_code == 0, r.output
     record = json.loads((out / "nerf.json").read_text())
     assert [row["views"] for row in record["novel_views"]] == [0, 1, 2, 4, 8] and (out / "views.png").exists()
+    assert 0 < record["truth_chroma"] <= 1 and "object chroma" in r.output
     r = runner.invoke(app, ["nerf", "sample", str(out), "-n", "2", "--epochs", "2", "-o", str(tmp_path / "s.png")])
     assert r.exit_code == 0 and (tmp_path / "s.png").exists(), r.output
     (out / "latents.safetensors").write_bytes(b"damaged")
@@ -137,6 +138,8 @@ def test_nerf_fit_and_sample(tmp_path):
     assert r.exit_code == 2 and "no nerf.safetensors" in " ".join(r.output.split())
     r = runner.invoke(app, ["nerf", "fit", "-o", str(tmp_path / "m"), "--views", "4"])
     assert r.exit_code == 2 and "--views must be at least 8" in " ".join(r.output.split())
+    r = runner.invoke(app, ["nerf", "fit", "-o", str(tmp_path / "m"), "--appearance-dim", "65"])
+    assert r.exit_code == 2 and "--appearance-dim must lie in 0..--latent-dim (64)" in " ".join(r.output.split())
 
 
 def test_gasp_refuses_signals_it_cannot_render(tmp_path):

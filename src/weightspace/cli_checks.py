@@ -129,7 +129,7 @@ RULES: dict[str, Rule] = {
          "encode_steps", "inrs_per_train_image", "test_images", "search", "length", "max_points", "samples",
          "scale", "size", "views", "test_views", "rays"], COUNT),
     "resolution": Rule("int", 2),  # grid points per axis: one point is no grid
-    **dict.fromkeys(["refine_steps", "finetune_steps", "warmup_epochs", "nern fit:epochs"], NONNEG),
+    **dict.fromkeys(["refine_steps", "finetune_steps", "warmup_epochs", "nern fit:epochs", "appearance_dim"], NONNEG),
     **dict.fromkeys(["seed", "data_seed"], SEED),
     "bits": Rule("int", 1, 16),  # COIN's header stores 1..16-bit weights
     # rates, weights and times

@@ -62,3 +62,27 @@ def test_save_load_round_trip_is_exact(tmp_path, gen) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
     with pytest.raises(ValueError, match="junk.safetensors"):
         load_modulated(tmp_path / "junk.safetensors")
+
+
+def test_an_appearance_code_shifts_the_outputs_and_stays_a_plain_siren(tmp_path, gen) -> None:
+    plain = ModulatedSiren(ModulatedSirenConfig(3, 4, hidden=(8, 8), latent_dim=6, seed=2))
+    model = ModulatedSiren(ModulatedSirenConfig(3, 4, hidden=(8, 8), latent_dim=6, seed=2, appearance_dim=2,
+                                                appearance_inner_lr=5.0)).double()
+    # the shared network is the published model's; the code's two entries start off the hidden shifts
+    assert torch.equal(model.weights[0].float(), plain.weights[0])
+    assert torch.equal(model.latent_map.weight[:, -2:], torch.zeros(16, 2, dtype=torch.float64))
+    assert torch.equal(model.inner_lr.float(), torch.tensor([0.01] * 4 + [5.0] * 2))
+    x = torch.rand(30, 3, generator=gen, dtype=torch.float64) * 2 - 1
+    z = torch.randn(3, 6, generator=gen, dtype=torch.float64)
+    moved = z.clone()
+    moved[:, -2:] += torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    # changing the code alone adds output_map(change) at every coordinate (before training)
+    diff = model(moved, x) - model(z, x)
+    torch.testing.assert_close(diff, model.output_map(moved[:, -2:] - z[:, -2:])[:, None].expand_as(diff))
+    assert diff.abs().min() > 0
+    torch.testing.assert_close(forward(model.to_weights(moved), x), model(moved, x), rtol=1e-10, atol=1e-10)
+    save_modulated(model, tmp_path / "a.safetensors")
+    back = load_modulated(tmp_path / "a.safetensors")
+    assert back.config == model.config and torch.equal(back.output_map.weight, model.output_map.weight.float())
+    with pytest.raises(ValueError, match="appearance_dim must lie"):
+        ModulatedSirenConfig(3, 4, latent_dim=6, appearance_dim=7)

@@ -10,7 +10,7 @@ from weightspace.inr.meta import MetaConfig, meta_train
 from weightspace.inr.modulated import ModulatedSiren, ModulatedSirenConfig
 from weightspace.inr.nerf import NerfDecode, RenderConfig, composite, look_at_rays, orbit, render
 from weightspace.signals.scenes import load_scenes
-from weightspace.tasks.nerf_functa import fit_views, novel_views, render_views
+from weightspace.tasks.nerf_functa import fit_nerf_functa, fit_views, novel_views, object_chroma, render_views
 
 
 def test_compositing_of_known_samples():
@@ -89,6 +89,7 @@ def test_views_fit_only_what_they_observe_and_meta_learning_is_seeded():
     assert torch.equal(fit_views(model, decode, scenes, [], steps=2), torch.zeros(len(scenes), 4))
     rows = novel_views(model, decode, scenes, [[], [1]], steps=2)
     assert [r["views"] for r in rows] == [0, 1] and all(np.isfinite(r["psnr_held_out"]) for r in rows)
+    assert all(0 <= r["chroma_held_out"] <= 1 for r in rows)
     assert render_views(model, decode, z, scenes.test_rays).shape == scenes.test_values.shape
     cfg = MetaConfig(steps=3, batch_size=2, inner_steps=1, points_per_step=16, progress=False, seed=1)
     runs = []
@@ -96,3 +97,26 @@ def test_views_fit_only_what_they_observe_and_meta_learning_is_seeded():
         m = ModulatedSiren(ModulatedSirenConfig(3, 4, (16, 16), latent_dim=4, seed=0))
         runs.append(meta_train(m, scenes.rays, scenes.values, cfg, decode=decode).loss)
     assert runs[0] == runs[1] and len(runs[0]) == 3
+
+
+def test_an_appearance_code_starts_as_colour_only():
+    scenes = load_scenes(2, size=6, views=4, test_views=2)
+    res = fit_nerf_functa(scenes, hidden=(8, 8), latent_dim=6, appearance_dim=2,
+                          meta=MetaConfig(steps=0, points_per_step=16, progress=False))
+    w = res.model.output_map.weight
+    assert w.shape == (4, 2) and torch.equal(w[3], torch.zeros(2)) and w[:3].abs().min() > 0
+    assert res.model.config.appearance_dim == 2
+
+
+def test_object_chroma_tells_a_grey_silhouette_from_the_coloured_object():
+    truth = torch.ones(1, 4, 3)
+    truth[0, :2] = torch.tensor([0.9, 0.2, 0.3])  # two object pixels, two background
+    grey = truth.clone()
+    grey[0, :2] = 0.45
+    assert object_chroma(truth, truth) == pytest.approx(0.7)
+    assert object_chroma(grey, truth) == 0.0
+    noisy = truth.clone()
+    noisy[0, 2:] = torch.tensor([1.0, 0.0, 0.0])  # colour on the background does not count
+    assert object_chroma(noisy, truth) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="no object pixels"):
+        object_chroma(truth, torch.ones(1, 4, 3))

@@ -14,7 +14,8 @@ that an MLP (the weight net, 1x1 convolutions with batch norm) computes from the
 coordinates — the efficient PointConv form: features ``[k, C_in]`` times weight-net outputs
 ``[k, C_mid]``, flattened and mapped by a linear layer to ``C_out``. Average-pool layers
 group the same way and average. Batch norm and LeakyReLU(0.2) follow every PointConv but
-the last; a sigmoid gives the probability of "real". The discriminator never sees an order:
+the last; a sigmoid gives the probability of "real" (training computes its cross-entropy from
+the logit, `PointConvDiscriminator.logits`, which is the same loss). The discriminator never sees an order:
 sampling starts at the lexicographically first point and every tie (frequent on grids) is
 broken in that order, so it is invariant to permutations of the points (a test checks it;
 the reference starts at whichever point comes first).
@@ -275,10 +276,16 @@ class PointConvDiscriminator(nn.Module):
         if config.disc[-1].out_channels != 1 or config.disc[-1].num_output_points != 1:
             raise ValueError("the discriminator's last layer must be a PointConv to 1 channel at 1 point")
 
-    def forward(self, coords: Tensor, features: Tensor) -> Tensor:
+    def logits(self, coords: Tensor, features: Tensor) -> Tensor:
+        """The logit ``[B, 1]`` of "real" (the sigmoid's input): training takes its binary
+        cross-entropy from it, the same loss as from the probability but without the float32
+        saturation at which ``sigmoid`` rounds to exactly 1 and the gradient vanishes."""
         for layer in self.layers:
             coords, features = layer(coords, features)
-        return torch.sigmoid(features.reshape(features.shape[0], 1))
+        return features.reshape(features.shape[0], 1)
+
+    def forward(self, coords: Tensor, features: Tensor) -> Tensor:
+        return torch.sigmoid(self.logits(coords, features))
 
 
 class _FeatureNorm(nn.Module):

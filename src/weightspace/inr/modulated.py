@@ -48,6 +48,15 @@ class ModulatedSirenConfig:
     hidden: widths of the hidden sine layers; latent_dim: ``d`` of the latent vector;
     omega: SIREN frequency of every sine layer; inner_lr: initial Meta-SGD learning rate
     of every latent entry; seed: initialisation seed of the base network and latent map.
+
+    appearance_dim: ``k`` (default 0: functa as published, shifts of the hidden layers only).
+    With ``k > 0`` the last ``k`` latent entries form an *appearance code* that also shifts the
+    output layer's bias, through ``output_map`` ``Linear(k, c)`` (after GRAF's split of shape and
+    appearance codes). Their Meta-SGD rates start at ``appearance_inner_lr``: a colour error
+    on a few pixels gives the latent a gradient far smaller than the geometry's, and three inner
+    steps at the shared rate leave colour where it started (`tasks.nerf_functa`). The entries
+    start with no effect on the hidden shifts (zero columns of the latent map). Still a shift of
+    biases only, so one latent's network stays a plain SIREN.
     """
 
     in_features: int
@@ -57,6 +66,8 @@ class ModulatedSirenConfig:
     omega: float = 30.0
     inner_lr: float = 1e-2
     seed: int = 0
+    appearance_dim: int = 0
+    appearance_inner_lr: float = 10.0
     format: int = field(default=1, compare=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +76,8 @@ class ModulatedSirenConfig:
             raise ValueError(f"a modulated SIREN needs at least one hidden layer of positive width, got {self.hidden}")
         if self.latent_dim < 1 or self.in_features < 1 or self.out_features < 1:
             raise ValueError("in_features, out_features and latent_dim must be positive")
+        if not 0 <= self.appearance_dim <= self.latent_dim:
+            raise ValueError(f"appearance_dim must lie in 0..latent_dim={self.latent_dim}, got {self.appearance_dim}")
 
     @property
     def spec(self) -> NetworkSpec:
@@ -116,7 +129,16 @@ class ModulatedSiren(nn.Module):
         with torch.no_grad():
             self.latent_map.weight.copy_((torch.rand(m, d, generator=g) * 2 - 1) * bound)
             self.latent_map.bias.zero_()
-        self.inner_lr = nn.Parameter(torch.full((d,), float(config.inner_lr)))
+        lr = torch.full((d,), float(config.inner_lr))
+        k = config.appearance_dim
+        if k:
+            with torch.no_grad():
+                self.latent_map.weight[:, d - k:] = 0.0  # the appearance code starts off the hidden shifts
+            self.output_map = nn.Linear(k, config.out_features, bias=False)
+            with torch.no_grad():  # 10x nn.Linear's range for d inputs: the scale at which colour was learnt
+                self.output_map.weight.copy_((torch.rand(config.out_features, k, generator=g) * 2 - 1) * 10 * bound)
+            lr[d - k:] = float(config.appearance_inner_lr)
+        self.inner_lr = nn.Parameter(lr)
 
     @property
     def latent_dim(self) -> int:
@@ -140,7 +162,9 @@ class ModulatedSiren(nn.Module):
         """The networks of ``latents`` as `Weights` that stay differentiable: the shared base
         weights as stride-0 batch views, the shifts added to the biases."""
         shifts = self.shifts(latents)
-        b = latents.shape[0]
+        b, k = latents.shape[0], self.config.appearance_dim
+        if k:  # the appearance code shifts the output layer's bias too
+            shifts.append(self.output_map(latents[:, self.latent_dim - k:]))
         ws = tuple(w.expand(b, *w.shape).unsqueeze(1) for w in self.weights)
         bs = tuple(
             (bias + shifts[i] if i < len(shifts) else bias.expand(b, -1)).unsqueeze(1)

@@ -10,6 +10,10 @@ training scenes (`signals.scenes`), each outer step on a random subset of the ra
 - generation (`sample_scenes`): a DDPM over the training scenes' latents
   (`tasks.latent_diffusion`), its samples rendered from the held-out cameras.
 
+With ``appearance_dim`` > 0 (not the paper's model: NeRF functa with an appearance code) a
+few latent entries shift the colour outputs directly with their own, larger inner rates:
+as published, the shared field's colour stays grey at CPU budgets (BENCHMARKS.md nerf_functa).
+
 Shapes: rays ``[R, 6]``, colours ``[N, R, 3]``, latents ``[N, d]``.
 """
 
@@ -38,14 +42,23 @@ class NerfFunctaResult:
 
 
 def fit_nerf_functa(scenes: SceneSet, *, hidden: Sequence[int] = (64, 64, 64), latent_dim: int = 64,
-                    omega: float = 30.0, meta: MetaConfig | None = None, seed: int = 0,
+                    omega: float = 30.0, meta: MetaConfig | None = None, seed: int = 0, appearance_dim: int = 0,
                     device: str | torch.device = "cpu") -> NerfFunctaResult:
-    """Meta-learn a modulated NeRF on the training views of ``scenes``' training split."""
+    """Meta-learn a modulated NeRF on the training views of ``scenes``' training split.
+
+    ``appearance_dim`` > 0: the last entries of the latent are an appearance code that shifts
+    the colour outputs (`ModulatedSirenConfig.appearance_dim`; its density row starts at zero,
+    so the code starts as colour only). 0 is NeRF functa as published."""
     meta = meta or MetaConfig(points_per_step=256)
     train = np.asarray(scenes.split) == "train"
     if not train.any():
         raise ValueError(f"{scenes.name}: no training scenes")
-    model = ModulatedSiren(ModulatedSirenConfig(3, 4, tuple(hidden), latent_dim, omega, seed=seed)).to(device)
+    config = ModulatedSirenConfig(3, 4, tuple(hidden), latent_dim, omega, seed=seed, appearance_dim=appearance_dim)
+    model = ModulatedSiren(config)
+    if appearance_dim:
+        with torch.no_grad():
+            model.output_map.weight[3] = 0.0  # output 3 is the density: the code starts as colour only
+    model = model.to(device)
     decode = NerfDecode(scenes.render)
     history = meta_train(model, scenes.rays, scenes.values[torch.as_tensor(train)], meta, decode=decode)
     return NerfFunctaResult(model, history, decode)
@@ -67,16 +80,31 @@ def render_views(model: ModulatedSiren, decode: NerfDecode, latents: Tensor, ray
     return reconstruct(model, latents, rays, batch_size=batch_size, decode=decode)
 
 
+def object_chroma(colours: Tensor, truth: Tensor, background: float = 1.0, tolerance: float = 0.05) -> float:
+    """Mean chroma (max minus min channel) of ``colours`` ``[N, R, 3]`` over the pixels where
+    ``truth`` ``[N, R, 3]`` shows an object (some channel below ``background - tolerance``).
+    PSNR alone does not tell a grey silhouette from the coloured object; this does (the truth's
+    own value is the target)."""
+    obj = (truth < background - tolerance).any(dim=-1)
+    if not obj.any():
+        raise ValueError("no object pixels in the truth: nothing to measure chroma on")
+    chroma = colours.amax(dim=-1) - colours.amin(dim=-1)
+    return float(chroma[obj].mean())
+
+
 def novel_views(model: ModulatedSiren, decode: NerfDecode, scenes: SceneSet, view_sets: Sequence[Sequence[int]],
                 steps: int = 3) -> list[dict]:
     """For each set of observed training views: PSNR (dB) of the held-out views rendered from
-    the latent fitted on them, and of the observed views themselves; means over scenes."""
+    the latent fitted on them, and of the observed views themselves (means over scenes); the
+    object chroma of the held-out renders (`object_chroma`)."""
     rows = []
     for views in view_sets:
         z = fit_views(model, decode, scenes, views, steps)
-        held_out = psnr(render_views(model, decode, z, scenes.test_rays), scenes.test_values)
+        rendered = render_views(model, decode, z, scenes.test_rays)
+        held_out = psnr(rendered, scenes.test_values)
         row = {"views": len(views), "observed_views": list(views), "inner_steps": steps,
-               "psnr_held_out": float(held_out.mean()), "psnr_held_out_per_scene": held_out.tolist()}
+               "psnr_held_out": float(held_out.mean()), "psnr_held_out_per_scene": held_out.tolist(),
+               "chroma_held_out": object_chroma(rendered, scenes.test_values, decode.config.background)}
         if views:
             idx = scenes.view_rays(list(views))
             row["psnr_observed"] = float(psnr(render_views(model, decode, z, scenes.rays[idx]),
@@ -122,5 +150,5 @@ def plot_novel_views(model: ModulatedSiren, decode: NerfDecode, scenes: SceneSet
     return plot_scene_rows(rows, scenes.size, path)
 
 
-__all__ = ["NerfFunctaResult", "SceneSamples", "fit_nerf_functa", "fit_views", "novel_views",
+__all__ = ["NerfFunctaResult", "SceneSamples", "fit_nerf_functa", "fit_views", "novel_views", "object_chroma",
            "plot_novel_views", "plot_scene_rows", "render_views", "sample_scenes"]
