@@ -83,6 +83,7 @@ def markdown(f: dict) -> str:
               if f.get("meta_psnr_per_100_steps") else []),
             "The same from the CLI: `weightspace nerf fit -o runs/nerf"
             + (f" --appearance-dim {s['appearance_dim']}" if s.get("appearance_dim") else "")
+            + (f" --steps {s['meta_steps']}" if s["meta_steps"] != 900 else "")
             + "` then `weightspace nerf sample runs/nerf -n 6 -o nerf-samples.png`."]
     return "\n".join(out)
 
