@@ -29,8 +29,8 @@ def nerf_fit(
     hidden: str = typer.Option("64,64,64", help="hidden widths of the shared SIREN field"),
     latent_dim: int = typer.Option(64),
     appearance_dim: int = typer.Option(0, help="last latent entries that shift the colour outputs directly, with "
-                                       "their own inner rate (0: NeRF functa as published; 8 learns colour in part, see "
-                                       "BENCHMARKS.md nerf_functa_appearance)"),
+                                       "their own inner rate (0: NeRF functa as published; 8 with --steps 1800 learns "
+                                       "colour in part: BENCHMARKS.md nerf_functa_appearance)"),
     omega: float = typer.Option(30.0),
     steps: int = typer.Option(900, help="outer (meta) steps"),
     batch_size: int = typer.Option(8, help="scenes per outer step"),
