@@ -3,8 +3,8 @@ training vs the zoo, fine-tuned samples vs random init at equal steps, figures.
 
     python benchmarks/hyperrep.py [--zoo zoos/cnn-mnist] [--epochs 40] [--samples 100] ...
 
-Without --zoo: zoos/cnn-mnist if it is complete, else zoos/cnn-mnist-small (both built by
-`weightspace zoo train-classifiers`). The autoencoder trains on the zoo's train split, the
+Without --zoo: zoos/cnn-mnist-10k if it is complete (built by `python benchmarks/cnn_mnist_zoo.py`),
+else zoos/cnn-mnist-small (`weightspace zoo train-classifiers`, see README). The autoencoder trains on the zoo's train split, the
 probes fit on the train split and score on the test split.
 """
 
@@ -28,7 +28,7 @@ from weightspace.tasks.hyperrep import (
     save_hyperrep,
 )
 from weightspace.tasks.hyperrep_plots import embedding_map, plot_accuracy_histograms, plot_embedding_map
-from weightspace.tasks.hyperrep_probe import probe_table, probe_targets, run_probes, split_features
+from weightspace.tasks.hyperrep_probe import PROBE_MAX_DIM, probe_table, probe_targets, run_probes, split_features
 from weightspace.tasks.hyperrep_sample import sample_from_zoo, zoo_images
 from weightspace.train import TrainConfig
 from weightspace.zoo.store import Zoo
@@ -37,9 +37,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def default_zoo() -> str:
-    big = ROOT / "zoos" / "cnn-mnist"
+    big = ROOT / "zoos" / "cnn-mnist-10k"
     if (big / "zoo.json").exists() and Zoo.open(big).complete:
-        return "zoos/cnn-mnist"
+        return "zoos/cnn-mnist-10k"
     return "zoos/cnn-mnist-small"
 
 
@@ -55,6 +55,7 @@ def markdown(f: dict) -> str:
         f"{nc['probe_r2_accuracy'][0]:.3f} / {nc['probe_r2_accuracy'][1]:.3f}, for epoch: "
         f"{nc['probe_r2_epoch'][0]:.3f} / {nc['probe_r2_epoch'][1]:.3f}."
         if nc else "")
+    pooled = (", the layer-pooled readout of " + str(f["pooled_dim"]) + " values whole") if f.get("pooled_dim") else ""
     selection = ", ".join(f"{k} → {v:.3f}" for k, v in s["selection"].items())
     reached = any(v >= s["selection_reference"] for v in s["selection"].values())
     rule = ("the widest bandwidth whose samples are as accurate there as" if reached else
@@ -72,8 +73,8 @@ canonical order is defined up to ties in its sort keys),
 contrastive loss, views with noise {f['noise']} and erasing {f['erase']}. Test reconstruction error (per-layer
 normalised MSE; 1.0 = predicting each tensor's mean): {f['test_reconstruction']:.3f}.
 
-Probes fitted on the train split's embeddings (projected on their {f['probe_max_dim']} leading principal
-components) or StatNN statistics ({f['statnn_dim']} values), scored on the test split (R² for continuous
+Probes fitted on the train split's embeddings (the flat one projected on its {f['probe_max_dim']} leading principal
+components{pooled}) or StatNN statistics ({f['statnn_dim']} values), scored on the test split (R² for continuous
 targets, accuracy for categorical ones; baseline = predicting the mean / the majority class):
 
 {f['probe_markdown']}
@@ -171,7 +172,7 @@ def main() -> None:
     targets = probe_targets(tables["train"])
     feats = split_features(model, {s: weights[s] for s in ("train", "test")})
     t0 = time.perf_counter()
-    probes = run_probes(feats, tables, targets, seed=args.seed)
+    probes = run_probes(feats, tables, targets, max_dim=PROBE_MAX_DIM, seed=args.seed)
     print(probe_table(probes), f"\nprobes: {time.perf_counter() - t0:.0f} s", flush=True)
 
     everything = torch.cat([torch.as_tensor(feats["hyperrep"][s]) for s in ("train", "test")]).numpy()
@@ -238,6 +239,7 @@ def main() -> None:
         "probe_markdown": probe_table(probes),
         "probe_max_dim": 128,
         "statnn_dim": int(feats["statnn"]["train"].shape[1]),
+        "pooled_dim": int(feats["hyperrep_pooled"]["train"].shape[1]) if "hyperrep_pooled" in feats else None,
         "noncanonical": noncanonical,
         "top_fraction": args.top,
         "samples": args.samples,

@@ -124,12 +124,13 @@ RULES: dict[str, Rule] = {
     # counts and sizes
     **dict.fromkeys(
         ["epochs", "batch_size", "steps", "limit", "per_class", "shard_size", "runs", "n_train", "n_test",
-         "runs_per_shard", "count", "n", "d_model", "layers", "latent_tokens", "latent_dim", "width", "nern fit:hidden",
+         "runs_per_shard", "count", "n", "d_model", "layers", "latent_dim", "width", "nern fit:hidden",
          "depth", "frequencies", "kernels_per_step", "levels", "latent", "inner_steps", "code_dim", "points",
          "encode_steps", "inrs_per_train_image", "test_images", "search", "length", "max_points", "samples",
          "scale", "size", "views", "test_views", "rays"], COUNT),
     "resolution": Rule("int", 2),  # grid points per axis: one point is no grid
-    **dict.fromkeys(["refine_steps", "finetune_steps", "warmup_epochs", "nern fit:epochs", "appearance_dim"], NONNEG),
+    **dict.fromkeys(["refine_steps", "finetune_steps", "warmup_epochs", "nern fit:epochs", "appearance_dim",
+                     "latent_tokens"], NONNEG),  # latent_tokens 0: one latent per neuron token
     **dict.fromkeys(["seed", "data_seed"], SEED),
     "bits": Rule("int", 1, 16),  # COIN's header stores 1..16-bit weights
     # rates, weights and times

@@ -49,7 +49,9 @@ def fit(
     lr: Annotated[float, typer.Option(help=COMMON_HELP["lr"])] = 1e-3,
     d_model: Annotated[int, typer.Option(help="transformer width")] = 64,
     layers: Annotated[int, typer.Option(help="encoder layers (and as many decoder layers)")] = 2,
-    latent_tokens: Annotated[int, typer.Option(help="K latent vectors; the embedding has K * latent-dim values")] = 4,
+    latent_tokens: Annotated[int, typer.Option(help="K latent vectors; the embedding has K * latent-dim values. "
+                                                     "0: one latent per neuron token (as in the benchmarks; `hyperrep "
+                                                     "probe` then also probes its layer-pooled readout)")] = 4,
     latent_dim: Annotated[int, typer.Option(help=COMMON_HELP["latent_dim"])] = 16,
     contrastive_weight: Annotated[float, typer.Option(help="weight of the contrastive loss beside reconstruction")] = 0.1,
     noise: Annotated[float, typer.Option(help="relative std of the Gaussian noise of each view")] = 0.05,
@@ -91,7 +93,7 @@ def fit(
     except KeyError as e:
         _fail(str(e))
     mc = HyperRepConfig(d_model=d_model, num_heads=4, encoder_layers=layers, decoder_layers=layers,
-                        latent_tokens=latent_tokens, latent_dim=latent_dim, canonical=canonical)
+                        latent_tokens=latent_tokens or None, latent_dim=latent_dim, canonical=canonical)
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress, **lightning(device))
     task = HyperRepTask(contrastive_weight=contrastive_weight, noise=noise, erase=erase, seed=seed)
     runs.prepare_run_dir(out, resume=resume, overwrite=overwrite)  # the zoo opened: now clear an --overwrite
@@ -132,9 +134,10 @@ def probe(
                                         "available); the probes run on the CPU (scikit-learn)")] = "auto",
 ) -> None:
     """Probe the embeddings (train split -> test split) for test accuracy, epoch, gap and
-    hyperparameters, beside StatNN's weight statistics."""
+    hyperparameters, beside StatNN's weight statistics: the flat embedding and, for models with
+    one latent per neuron token, its layer-pooled readout (mean and std per layer)."""
     from weightspace.cli_checks import torch_device
-    from weightspace.tasks.hyperrep_probe import probe_table, probe_targets, run_probes, split_features
+    from weightspace.tasks.hyperrep_probe import PROBE_MAX_DIM, probe_table, probe_targets, run_probes, split_features
 
     zoo = _open(zoo_path, allow_incomplete)
     model, _ = _load(model_path)
@@ -145,7 +148,7 @@ def probe(
         _fail(str(e).strip('"'))
     feats = split_features(model, {s: w for s, (w, _) in loaded.items()}, device=torch_device(device))
     tables = {s: t for s, (_, t) in loaded.items()}
-    results = run_probes(feats, tables, names, probes=tuple(probes.split(",")), seed=seed)
+    results = run_probes(feats, tables, names, probes=tuple(probes.split(",")), max_dim=PROBE_MAX_DIM, seed=seed)
     console.print(probe_table(results))
     if figure is not None:
         from weightspace.tasks.hyperrep_plots import embedding_map, plot_embedding_map

@@ -17,7 +17,7 @@ from weightspace.tasks.hyperrep import (
     reconstruction_loss,
     save_hyperrep,
 )
-from weightspace.tasks.hyperrep_probe import run_probes
+from weightspace.tasks.hyperrep_probe import PROBE_MAX_DIM, ProbeResult, probe_table, run_probes
 from weightspace.tasks.hyperrep_sample import (
     SELECT_GRID,
     EmbeddingDensity,
@@ -70,6 +70,60 @@ def test_per_neuron_latents_keep_invariance_and_decode(gen):
         assert_not_invariant(model.encode, w, generator=gen)
         out = forward(model.decode(z), example_input(spec, 3, generator=gen))
     assert out.shape == (4, 3, spec.out_features) and torch.isfinite(out).all()
+
+
+def test_layer_pooled_readout_is_each_layers_token_mean_and_std(gen):
+    spec = SPECS["cnn"]
+    torch.manual_seed(0)
+    model = HyperRepresentation(spec, HyperRepConfig(**{**SMALL.__dict__, "latent_tokens": None})).eval()
+    w = random_weights(spec, 5, generator=gen)
+    model.fit_normalisation(w)
+    with torch.no_grad():
+        pooled = embed(model, w, readout="pooled")
+        z = model.encode(w).view(5, model.layout.num_tokens, SMALL.latent_dim)
+        assert_invariant(lambda x: model.encode_pooled(x), w, generator=gen)
+        assert_not_invariant(lambda x: model.encode_pooled(x), w, generator=gen)
+    assert pooled.shape == (5, model.pooled_dim) == (5, 2 * SMALL.latent_dim * spec.num_layers)
+    d = SMALL.latent_dim
+    for layer in range(spec.num_layers):  # mean block, then std block, layer by layer
+        tokens = z[:, model.layer_ids == layer]
+        assert torch.allclose(pooled[:, 2 * layer * d:(2 * layer + 1) * d], tokens.mean(1), atol=1e-6)
+        assert torch.allclose(pooled[:, (2 * layer + 1) * d:(2 * layer + 2) * d], tokens.std(1, unbiased=False), atol=1e-6)
+    # pooling is over the neurons of a layer, so it needs no canonical order: a model without one
+    # gives the same pooled readout for tokens reordered inside a layer
+    nc = HyperRepresentation(spec, HyperRepConfig(**{**SMALL.__dict__, "latent_tokens": None, "canonical": False}))
+    zz = torch.randn(3, nc.layout.num_tokens * SMALL.latent_dim, generator=gen)
+    first = (nc.layer_ids == 0).nonzero().squeeze(1)
+    order = torch.arange(nc.layout.num_tokens)
+    order[first] = first[torch.randperm(len(first), generator=gen)]
+    shuffled = zz.view(3, -1, SMALL.latent_dim)[:, order].reshape(3, -1)
+    assert torch.allclose(nc.pool_layers(zz), nc.pool_layers(shuffled), atol=1e-6)
+    with pytest.raises(ValueError, match="one latent per neuron token"):
+        _model(spec).pool_layers(torch.zeros(1, 16))
+    with pytest.raises(ValueError, match="unknown readout"):
+        embed(model, w, readout="mean")
+
+
+def test_probe_table_has_a_column_per_feature_set_and_bold_best():
+    rows = [ProbeResult(f, "mlp", "test_accuracy", "r2", v, 0.0)
+            for f, v in (("statnn", 0.9), ("hyperrep", 0.5), ("hyperrep_pooled", 0.95))]
+    table = probe_table(rows).splitlines()
+    assert table[0] == "| target | metric | probe | hyper-rep (flat) | hyper-rep (layer-pooled) | StatNN | baseline |"
+    assert table[2] == "| test_accuracy | r2 | mlp | 0.500 | **0.950** | 0.900 | 0.000 |"
+
+
+def test_probe_dimension_bounds_apply_per_feature_set():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 8)) * np.array([10.0, 1, 1, 1, 1, 1, 1, 1])
+    tables = {s: pd.DataFrame({"b": x[sl, 1]}) for s, sl in (("train", slice(0, 100)), ("test", slice(100, 200)))}
+    feats = {name: {"train": x[:100], "test": x[100:]} for name in ("hyperrep", "statnn")}
+    res = {r.features: r.value for r in run_probes(feats, tables, ["b"], probes=("linear",), max_dim={"hyperrep": 1})}
+    assert res["hyperrep"] < 0.1 < 0.99 < res["statnn"]  # reduced to the dominant direction / probed whole
+    assert PROBE_MAX_DIM["hyperrep_pooled"] is None and PROBE_MAX_DIM["hyperrep"] == 128
+    # fewer train networks than the bound: as many components as networks (PCA's limit), no error
+    few = {"hyperrep": {"train": x[:20], "test": x[100:]}}
+    small = {"train": tables["train"][:20], "test": tables["test"]}
+    assert len(run_probes(few, small, ["b"], probes=("linear",), max_dim=128)) == 1
 
 
 def test_encoder_without_canonical_order_is_not_invariant(gen):

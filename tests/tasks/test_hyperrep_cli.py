@@ -38,6 +38,22 @@ def test_fit_probe_sample_commands(tmp_path):
     assert (tmp_path / "h.png").exists()
 
 
+def test_one_latent_per_token_adds_the_layer_pooled_probe(tmp_path):
+    zoo = make_zoo(tmp_path / "zoo")
+    model = tmp_path / "hr"
+    r = runner.invoke(app, ["hyperrep", "fit", str(zoo.path), "-o", str(model), "--epochs", "1", "--batch-size", "8",
+                            "--d-model", "16", "--layers", "1", "--latent-tokens", "0", "--latent-dim", "4", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(model), "--probes", "linear", "--targets",
+                            "test_accuracy", "--json", str(tmp_path / "p.json")])
+    assert r.exit_code == 0, r.output
+    assert {row["features"] for row in json.loads((tmp_path / "p.json").read_text())} == {
+        "hyperrep", "hyperrep_pooled", "statnn"}
+    assert "layer-pooled" in r.output
+    r = runner.invoke(app, ["hyperrep", "fit", str(zoo.path), "-o", str(tmp_path / "x"), "--latent-tokens", "-1"])
+    assert r.exit_code == 2 and "latent-tokens" in r.output
+
+
 def test_errors_name_the_problem(tmp_path):
     zoo = make_zoo(tmp_path / "zoo", runs=6)
     r = runner.invoke(app, ["hyperrep", "probe", str(zoo.path), str(tmp_path / "none.safetensors")])

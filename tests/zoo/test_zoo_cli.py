@@ -79,3 +79,13 @@ def test_import_dwsnets_and_render(tmp_path) -> None:
     assert (tmp_path / "f.png").exists()
     r = runner.invoke(app, ["zoo", "import", "pickles", str(tmp_path / "dws"), "-o", str(tmp_path / "z2")])
     assert r.exit_code == 2 and "unknown format" in _text(r)
+
+
+def test_small_cnn_on_images_too_small_for_it_is_one_line(tmp_path) -> None:
+    # the 8x8 digits shrink to nothing through three unpadded stride-2 convolutions: refused
+    # before any training, with the way out named (a traceback from inside training before)
+    r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(tmp_path / "z"), "--dataset", "digits",
+                            "--recipe", "small-cnn", "--runs", "2", "--epochs", "1"])
+    assert r.exit_code != 0
+    assert "at least 15x15 pixels, got 8x8" in r.output and "--recipe mlp" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "z").exists()

@@ -165,6 +165,36 @@ class HyperRepresentation(nn.Module):
         """Raw weights -> embedding ``[B, E]``."""
         return self.encode_tokens(self.tokens(self.prepare(weights)))
 
+    @property
+    def pooled_dim(self) -> int:
+        """Values per `encode_pooled` readout: (mean, std) x latent_dim per layer."""
+        return 2 * self.config.latent_dim * self.spec.num_layers
+
+    def pool_layers(self, z: Tensor) -> Tensor:
+        """Per-token embeddings ``[B, T * latent_dim]`` -> ``[B, L * 2 * latent_dim]``: for each
+        layer, the mean and the (biased) standard deviation of its neuron tokens' latents.
+
+        Why: the flat embedding keeps one latent per neuron position, so a probe on it has to
+        learn the same function at every position (and relies on the canonical order to line
+        positions up across networks). Pooling over a layer's neurons is invariant to their
+        order by construction, whatever the encoder, and gives the probe statistics of
+        *learned* neuron features, as StatNN gives statistics of the raw weights (SANE
+        likewise averages its token embeddings for downstream tasks).
+        """
+        if self.config.latent_tokens:
+            raise ValueError("layer pooling needs one latent per neuron token (latent_tokens=None); "
+                             f"this model pools into {self.config.latent_tokens} latent vectors")
+        z = z.view(len(z), self.layout.num_tokens, self.config.latent_dim)
+        parts = []
+        for layer in range(self.spec.num_layers):
+            zl = z[:, self.layer_ids == layer]
+            parts += [zl.mean(1), zl.std(1, unbiased=False)]
+        return torch.cat(parts, 1)
+
+    def encode_pooled(self, weights: Weights) -> Tensor:
+        """Raw weights -> layer-pooled embedding ``[B, pooled_dim]`` (see `pool_layers`)."""
+        return self.pool_layers(self.encode(weights))
+
     def decode(self, z: Tensor) -> Weights:
         """Embedding ``[B, E]`` -> raw weights of ``spec`` (undoes the standardisation)."""
         return self.unprepare(detokenize(self.decode_tokens(z), self.spec))

@@ -127,13 +127,23 @@ def fit_hyperrep(
     return HyperRepResult(result.model.eval(), result.best_value, result.seconds, result.history, result.epochs_run)
 
 
+READOUTS = ("flat", "pooled")
+
+
 @torch.no_grad()
-def embed(model: HyperRepresentation, weights: Weights, batch_size: int = 256) -> Tensor:
-    """Embeddings ``[N, E]`` of all networks of ``weights`` (eval mode, no gradients), computed
-    on the model's device in batches and returned on the device of ``weights``."""
+def embed(model: HyperRepresentation, weights: Weights, batch_size: int = 256, *, readout: str = "flat") -> Tensor:
+    """Embeddings of all networks of ``weights`` (eval mode, no gradients), computed on the
+    model's device in batches and returned on the device of ``weights``.
+
+    ``readout``: ``"flat"`` -> ``[N, E]`` (`HyperRepresentation.encode`, what the decoder
+    takes); ``"pooled"`` -> ``[N, pooled_dim]`` (`HyperRepresentation.encode_pooled`: per layer,
+    mean and std of the neuron tokens' latents; for models with one latent per token)."""
+    if readout not in READOUTS:
+        raise ValueError(f"unknown readout {readout!r}; known: {', '.join(READOUTS)}")
     model.eval()
     device = _device(model)
-    return torch.cat([model.encode(weights[i : i + batch_size].to(device)).to(weights.device)
+    encode = model.encode if readout == "flat" else model.encode_pooled
+    return torch.cat([encode(weights[i : i + batch_size].to(device)).to(weights.device)
                       for i in range(0, len(weights), batch_size)])
 
 

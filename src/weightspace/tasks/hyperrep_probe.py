@@ -11,6 +11,7 @@ optimiser) by accuracy beside the majority-class rate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,12 @@ from weightspace.models.statnn import weight_statistics
 
 CONTINUOUS = ("test_accuracy", "epoch", "gap", "lr", "weight_decay", "dropout", "train_fraction")
 CATEGORICAL = ("activation", "optimizer", "init")
+# Feature sets, in table order, with their column labels.
+LABELS = {"hyperrep": "hyper-rep (flat)", "hyperrep_pooled": "hyper-rep (layer-pooled)", "statnn": "StatNN"}
+# The flat embedding (one latent per neuron token: ~1,900 values for the small CNN) is projected
+# on its 128 leading principal components; the layer-pooled readout (256) and StatNN (56) are
+# probed whole. A probe on thousands of dimensions is slow and overfits a zoo of a few thousand.
+PROBE_MAX_DIM: dict[str, int | None] = {"hyperrep": 128, "hyperrep_pooled": None, "statnn": None}
 
 
 def statnn_features(weights: Weights, batch_size: int = 1024) -> np.ndarray:
@@ -36,7 +43,7 @@ def _log_scaled(values: np.ndarray) -> bool:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    features: str  # "hyperrep" | "statnn"
+    features: str  # a key of LABELS
     probe: str  # "linear" | "mlp"
     target: str
     metric: str  # "r2" | "accuracy"
@@ -62,7 +69,7 @@ def run_probes(
     targets: list[str],
     *,
     probes: tuple[str, ...] = ("linear", "mlp"),
-    max_dim: int | None = 128,
+    max_dim: int | None | Mapping[str, int | None] = 128,
     seed: int = 0,
 ) -> list[ProbeResult]:
     """Fit every probe on ``features[name]["train"]`` and score on ``["test"]``.
@@ -71,7 +78,9 @@ def run_probes(
     tables: ``{"train": DataFrame, "test": DataFrame}`` with the target columns.
     Feature sets wider than ``max_dim`` are first projected on their ``max_dim`` leading
     principal components (fitted on the train split): probes on thousands of dimensions
-    are slow and overfit a small zoo.
+    are slow and overfit a small zoo. ``max_dim`` is one bound for every feature set or a
+    mapping from feature-set name to its bound (None: probed whole; absent names: whole),
+    e.g. `PROBE_MAX_DIM`.
     """
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -80,7 +89,8 @@ def run_probes(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features = {name: _reduce(f, max_dim, seed) for name, f in features.items()}
+    bound = (lambda name: max_dim.get(name)) if isinstance(max_dim, Mapping) else (lambda name: max_dim)
+    features = {name: _reduce(f, bound(name), seed) for name, f in features.items()}
     out: list[ProbeResult] = []
     for target in targets:
         categorical = target in CATEGORICAL or not pd.api.types.is_numeric_dtype(tables["train"][target])
@@ -117,25 +127,32 @@ def _reduce(feats: dict[str, np.ndarray], max_dim: int | None, seed: int) -> dic
         return feats
     from sklearn.decomposition import PCA
 
-    pca = PCA(max_dim, random_state=seed).fit(feats["train"])
+    # a zoo with fewer train networks than max_dim has at most that many components
+    pca = PCA(min(max_dim, len(feats["train"])), random_state=seed).fit(feats["train"])
     return {split: pca.transform(x) for split, x in feats.items()}
 
 
 def probe_table(results: list[ProbeResult]) -> str:
-    """Markdown: one row per target and probe, hyper-representation beside StatNN."""
+    """Markdown: one row per target and probe, one column per feature set (`LABELS` order);
+    the best value of a row in bold."""
+    sets = sorted({r.features for r in results}, key=lambda f: (list(LABELS).index(f) if f in LABELS else len(LABELS), f))
     by = {(r.target, r.probe, r.features): r for r in results}
-    rows = ["| target | metric | probe | hyper-representation | StatNN | baseline |", "|---|---|---|---:|---:|---:|"]
+    rows = ["| target | metric | probe | " + " | ".join(LABELS.get(f, f) for f in sets) + " | baseline |",
+            "|---|---|---|" + "---:|" * len(sets) + "---:|"]
     for target, probe in dict.fromkeys((r.target, r.probe) for r in results):
-        h, s = by.get((target, probe, "hyperrep")), by.get((target, probe, "statnn"))
-        ref = h or s
-        cell = lambda r: "–" if r is None else f"{r.value:.3f}"
-        rows.append(f"| {target} | {ref.metric} | {probe} | {cell(h)} | {cell(s)} | {ref.baseline:.3f} |")
+        found = [by.get((target, probe, f)) for f in sets]
+        ref = next(r for r in found if r is not None)
+        best = max(r.value for r in found if r is not None)
+        cell = lambda r: "–" if r is None else (f"**{r.value:.3f}**" if r.value == best else f"{r.value:.3f}")
+        rows.append(f"| {target} | {ref.metric} | {probe} | " + " | ".join(cell(r) for r in found) + f" | {ref.baseline:.3f} |")
     return "\n".join(rows)
 
 
 def split_features(model, weights: dict[str, Weights], *, device: str | torch.device | None = None
                    ) -> dict[str, dict[str, np.ndarray]]:
-    """``{"hyperrep": {split: [N, E]}, "statnn": {split: [N, D]}}`` for every split given.
+    """``{"hyperrep": {split: [N, E]}, "hyperrep_pooled": {split: [N, P]}, "statnn": {split: [N, D]}}``
+    for every split given (``hyperrep_pooled``, the layer-pooled readout, for models with one
+    latent per neuron token only).
 
     The embeddings are computed where the model is, or on ``device`` if given (the model is
     moved there); the statistics on the CPU."""
@@ -143,7 +160,8 @@ def split_features(model, weights: dict[str, Weights], *, device: str | torch.de
 
     if device is not None:
         model.to(device)
-    return {
-        "hyperrep": {s: embed(model, w).double().numpy() for s, w in weights.items()},
-        "statnn": {s: statnn_features(w) for s, w in weights.items()},
-    }
+    out = {"hyperrep": {s: embed(model, w).double().numpy() for s, w in weights.items()}}
+    if not model.config.latent_tokens:
+        out["hyperrep_pooled"] = {s: embed(model, w, readout="pooled").double().numpy() for s, w in weights.items()}
+    out["statnn"] = {s: statnn_features(w) for s, w in weights.items()}
+    return out

@@ -140,6 +140,9 @@ class ZooRecipe:
         """The network for images of shape ``(H, W, C)``."""
         h, w, c = in_shape
         if self.arch == "small_cnn":
+            if min(h, w) < SMALL_CNN_MIN_SIZE:  # three unpadded 3x3 / stride-2 convolutions leave no pixel
+                raise ValueError(f"the small CNN needs images of at least {SMALL_CNN_MIN_SIZE}x{SMALL_CNN_MIN_SIZE} "
+                                 f"pixels, got {h}x{w}; use --recipe mlp for smaller images")
             return small_cnn_spec(c, num_classes, width=self.width, activation=activation)
         return NetworkSpec.mlp([h * w * c, *self.hidden, num_classes], activation=activation)
 
@@ -154,6 +157,10 @@ class ZooRecipe:
         space = SearchSpace(**{k: tuple(v) for k, v in d.get("search_space", {}).items()})
         rest = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k != "search_space"}
         return cls(**rest, search_space=space)
+
+
+# 15 -> 7 -> 3 -> 1 pixels through the small CNN's three 3x3 stride-2 convolutions (no padding)
+SMALL_CNN_MIN_SIZE = 15
 
 
 def small_cnn_spec(in_channels: int = 1, num_classes: int = 10, *, width: int = 16, activation: str = "relu") -> NetworkSpec:
