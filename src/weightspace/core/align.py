@@ -5,8 +5,11 @@
   (scipy's `linear_sum_assignment`) per hidden layer in turn until nothing changes.
 - `canonicalize`: a representative that needs no reference: flip signs (odd activations)
   so that each neuron's bias is non-negative, rescale (positively homogeneous activations)
-  each neuron's incoming weights to unit norm, then sort neurons by bias and norm.
-  ``canonicalize(g . w) == canonicalize(w)`` for every group element ``g`` (up to ties).
+  each neuron's incoming weights to unit norm, then sort neurons by bias, first incoming
+  weight, row sum and (for neurons with identical incoming weights) their normalised
+  outgoing weights. ``canonicalize(g . w) == canonicalize(w)`` for every group element
+  ``g`` up to ties in all four keys (and, with sign or scale steps, near-ties that rounding
+  decides).
 """
 
 from __future__ import annotations
@@ -71,6 +74,19 @@ def align(weights: Weights, reference: Weights, *, max_iter: int = 50, seed: int
     return permute(weights, stacked), stacked
 
 
+def _outgoing_key(w: Weights, layer: int, n: int) -> Tensor:
+    """``[B, n]``: for each neuron of ``layer``, the sum over the next layer's neurons r of
+    ``|W_next[r, j]| / ||W_next[r]||`` (kernel entries included). Invariant to permutations,
+    sign flips and positive rescalings of the next layer's neurons, which later steps of
+    `canonicalize` may still apply."""
+    nxt = w.weights[layer + 1][:, 0]  # [B, out, n, *kernel]
+    per = nxt.reshape(*nxt.shape[:3], -1).abs()  # [B, out, n, k]
+    norm = nxt.reshape(*nxt.shape[:2], -1).square().sum(dim=2).sqrt().clamp_min(1e-12)  # [B, out]
+    if w.biases[layer + 1] is not None:  # a neuron's scale acts on its bias too
+        norm = (norm.square() + w.biases[layer + 1][:, 0].square()).sqrt().clamp_min(1e-12)
+    return (per.sum(dim=3) / norm.unsqueeze(2)).sum(dim=1)
+
+
 def canonicalize(weights: Weights, *, signs: bool = True, scales: bool = True) -> Weights:
     """A canonical representative of each network's orbit (see module doc). Raw weights
     (C = 1). Sign and scale steps apply only where the spec admits them."""
@@ -107,8 +123,12 @@ def canonicalize(weights: Weights, *, signs: bool = True, scales: bool = True) -
             rows, bias = rows_bias(w)
         if bias is None:
             bias = torch.zeros(b, g.size, dtype=rows.dtype, device=rows.device)
-        # lexicographic key: bias, then the first incoming weight, then the row sum
-        key = torch.stack([bias, rows[:, :, 0], rows.sum(dim=2)], dim=2)
+        # lexicographic key: bias, then the first incoming weight, then the row sum, then the
+        # outgoing weights. The last breaks ties between neurons with identical incoming
+        # weights (dead ReLU units that weight decay drove to one point are common in trained
+        # zoos): swapping them changes nothing in this layer but moves columns of the next,
+        # so without it the representative depends on the order the network came in.
+        key = torch.stack([bias, rows[:, :, 0], rows.sum(dim=2), _outgoing_key(w, i, g.size)], dim=2)
         order = torch.arange(g.size, device=rows.device).expand(b, -1)
         for col in reversed(range(key.shape[2])):  # stable sorts, least significant first
             vals = torch.gather(key[:, :, col], 1, order)

@@ -16,9 +16,10 @@ invariant to permutations of hidden neurons: permuting layer i moves its tokens 
 reorders the entries inside every token of layer i + 1. With ``canonical=True`` (the
 default) the encoder first puts each network into the canonical neuron order of
 `weightspace.core.align.canonicalize` (neurons sorted by bias, then first incoming
-weight, then row sum, layer by layer), so ``encode(g . w) == encode(w)`` exactly for every
-hidden-neuron permutation g (up to ties in the sort keys, which real weights do not
-have). The decoder then produces networks in canonical order. With ``canonical=False``
+weight, then row sum, then outgoing weights, layer by layer), so ``encode(g . w) ==
+encode(w)`` exactly for every hidden-neuron permutation g, up to ties in all the sort keys
+(trained zoos do have neurons with identical incoming weights - dead units decayed to one
+point - which the outgoing-weight key separates). The decoder then produces networks in canonical order. With ``canonical=False``
 the model is the published non-invariant one and learns the symmetry from permutation
 augmentation only; `weightspace.tasks.hyperrep.invariance_gap` measures how far it is.
 """
