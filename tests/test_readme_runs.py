@@ -91,6 +91,8 @@ SMALL: dict[str, list[str] | str] = {
     "hyperrep probe zoos/cnn-mnist-small runs/hr --figure map.png": ["--probes", "linear"],
     "hyperrep sample zoos/cnn-mnist-small runs/hr -n 100 --finetune-steps 100 --figure accuracy.png "
     "-o zoos/hr-samples": ["-n", "4", "--finetune-steps", "2", "--test-images", "50"],
+    "compress photo.png -o photo.wsc --method overfit --bpp 0.2": ["--steps", "10", "--no-progress"],
+    "compress photo.png -o photo.wsc --method overfit --bpp 0.2 --effort high": ["--steps", "10", "--no-progress"],
     "compress photo.png -o photo.wsc --bpp 0.3": ["--steps", "5", "--no-progress"],
     "compress photo.png -o photo.wsc --psnr 30 --bits 8": ["--steps", "5", "--no-progress"],
     "decompress photo.wsc -o back.png": [],

@@ -33,11 +33,15 @@ def compress_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="compressed file to write (.wsc)")],
     bpp: Annotated[float | None, typer.Option(help="target payload bits per pixel / sample / voxel")] = None,
     psnr: Annotated[float | None, typer.Option(help="target PSNR in dB (values in [0, 1], peak 1)")] = None,
-    method: Annotated[str, typer.Option(help="coin | coin++")] = "coin",
+    method: Annotated[str, typer.Option(help="coin | coin++ | overfit (images: latents and decoder fitted "
+                                        "per image, no base; the best at low rates)")] = "coin",
     base: Annotated[Path | None, typer.Option(help="COIN++: the base network (from `weightspace compress-base`)")] = None,
     kind: Annotated[str | None, typer.Option(help=".npy with 3 axes: 'grid' reads [H, W, C] (default: a shape volume)")] = None,
     bits: Annotated[int, typer.Option(help="COIN: bits per weight (below 16: quantisation-aware fine-tuning)")] = 16,
-    steps: Annotated[int, typer.Option(help="COIN: fitting steps")] = 1000,
+    steps: Annotated[int | None, typer.Option(help="fitting steps (COIN: default 1000; overfit: of the first "
+                                              "fit, default from --effort)")] = None,
+    effort: Annotated[str, typer.Option(help="overfit: time-quality trade-off, fast | default | high | max "
+                                        "(default: about a minute for a 256x256 image on 2 cores)")] = "default",
     refine_steps: Annotated[int, typer.Option(help="COIN++ patch base: Adam steps on the latents after the inner loop")] = 0,
     search: Annotated[int, typer.Option(help="COIN++ latent-pyramid base: fits of the rate search")] = 6,
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
@@ -51,13 +55,22 @@ def compress_cmd(
 
     if (bpp is None) == (psnr is None):
         _fail("give exactly one of --bpp and --psnr")
+    if method not in ("coin", "coin++", "overfit"):
+        _fail(f"unknown method {method!r}; expected coin, coin++ or overfit")
+    if method == "overfit" and base is not None:
+        _fail("--base is for coin++; the overfit method stores its networks in the file")
     dev = torch_device(device)
     try:
+        overfit_config = None
+        if method == "overfit":
+            from weightspace.compress.overfit import OverfitConfig
+
+            overfit_config = OverfitConfig.effort(effort, seed=seed, **({} if steps is None else {"steps": steps}))
         signal = read_signal(input, kind=kind)
         res = compress(
             signal, method=method, bpp=bpp, psnr_target=psnr, base=_load_base(base, dev),
-            coin_config=CoinConfig(steps=steps, bits=bits, seed=seed), refine_steps=refine_steps, search=search,
-            progress=progress, device=dev,
+            coin_config=CoinConfig(steps=1000 if steps is None else steps, bits=bits, seed=seed),
+            refine_steps=refine_steps, search=search, overfit_config=overfit_config, progress=progress, device=dev,
         )
     except ValueError as e:
         _fail(str(e))

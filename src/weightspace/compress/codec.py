@@ -14,6 +14,13 @@ Rate control:
 - COIN++ with a latent-pyramid base (`pyramid.PyramidBase`): the rate weight ``lambda`` is
   bisected in log space over ``search`` fits; kept is the best-PSNR fit within ``B`` bits
   per point, or the smallest file reaching ``P`` dB.
+- overfit (`overfit`: latents and decoder fitted per image, no base): for ``bpp=B``, first
+  ``config.pilots`` short fits from the pyramid start locate lambda (a short fit's rate
+  predicts a long one's; the first at a lambda guessed from the target); then
+  ``config.search`` fits: the first from the pyramid start, each later one warm-started from
+  the fit before it (``config.refit_steps`` steps), each at the ``lambda`` a secant through
+  the fits so far predicts (log bits per pixel, or PSNR, against log ``lambda``); kept as
+  for the latent pyramid (the pilots' files included).
 
 PSNR is measured on the decoded values in [0, 1] against the input (peak 1). "bpp" counts
 payload bits per point (pixel / sample / voxel), as the COIN papers do; ``file_bpp`` counts
@@ -33,7 +40,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from weightspace._progress import disabled
-from weightspace.compress import basefile, coin, coinpp, pyramid
+from weightspace.compress import basefile, coin, coinpp, overfit, pyramid
 from weightspace.compress.format import CodecError, pack, unpack
 from weightspace.compress.signal import Signal
 from weightspace.compress.work import DecodeWorkError, check_work
@@ -80,13 +87,15 @@ def compress(
     refine_steps: int = 0,
     search: int = 6,
     fit_steps: int | None = None,
+    overfit_config: overfit.OverfitConfig | None = None,
     progress: bool = False,
     device: str | torch.device = "cpu",
 ) -> Compressed:
     """Compress ``signal`` to a target rate (``bpp``) or quality (``psnr_target``), exactly one given.
     ``progress``: bars with rate and ETA over the fits (COIN: each fit and its quantisation-aware
     fine-tuning; the latent pyramid: every step of every fit of the rate search). ``device``:
-    where COIN fits its network (COIN++ runs where ``base``'s network is)."""
+    where COIN fits its network (COIN++ runs where ``base``'s network is; overfit on the CPU).
+    ``overfit_config``: the overfit codec's sizes and effort (default `OverfitConfig()`)."""
     if (bpp is None) == (psnr_target is None):
         raise ValueError("give exactly one of bpp and psnr_target")
     if bpp is not None and not bpp > 0:
@@ -100,7 +109,9 @@ def compress(
         if isinstance(base, pyramid.PyramidBase):
             return _compress_pyramid(signal, base, bpp, psnr_target, search, fit_steps, progress)
         return _compress_coinpp(signal, base, bpp, psnr_target, refine_steps)
-    raise ValueError(f"unknown method {method!r}; expected 'coin' or 'coin++'")
+    if method == overfit.METHOD:
+        return _compress_overfit(signal, bpp, psnr_target, overfit_config or overfit.OverfitConfig(), progress)
+    raise ValueError(f"unknown method {method!r}; expected 'coin', 'coin++' or 'overfit'")
 
 
 def _compress_coin(signal: Signal, bpp: float | None, target: float | None, config: coin.CoinConfig,
@@ -147,6 +158,19 @@ def _compress_coinpp(
     return Compressed(**{**best.__dict__, "reached": bpp is not None})
 
 
+def _pick(fits: list[Compressed], bpp: float | None, target: float | None) -> Compressed:
+    """Of a rate search's files: the best PSNR within ``bpp`` payload bits per point, or the
+    smallest reaching ``target`` dB; when none does, the smallest (rate) or the best (quality),
+    marked as not reached."""
+    if bpp is not None:
+        ok = [f for f in fits if f.bpp <= bpp]
+        best = max(ok, key=lambda f: f.psnr) if ok else min(fits, key=lambda f: f.bpp)
+    else:
+        ok = [f for f in fits if f.psnr >= target]
+        best = min(ok, key=lambda f: f.bpp) if ok else max(fits, key=lambda f: f.psnr)
+    return Compressed(**{**best.__dict__, "reached": bool(ok)})
+
+
 LAMBDA_RANGE = (1e-5, 1.0)  # the rate weights the latent-pyramid search explores
 LAMBDA_START = 0.01
 
@@ -178,13 +202,85 @@ def _compress_pyramid(
             lo = log_lam
         log_lam = (lo + hi) / 2
     bar.close()
+    return _pick(fits, bpp, target)
+
+
+# The overfit search's first lambda: log-linear fits to development runs (camera and coffee at
+# 256x256, 1000 steps): lambda 0.008 gave ~0.17 bpp and ~27 dB, lambda 0.002 ~0.37 bpp, so
+# d log(bpp) / d log(lambda) ~ -0.56; PSNR moved ~ -1.6 dB per unit of log(lambda).
+OVERFIT_ANCHOR = (0.008, 0.17, 27.0)
+OVERFIT_SLOPES = (-0.56, -1.6)
+
+
+def _secant_slope(points: list[tuple[float, float]], prior: float) -> float:
+    """Slope of ``y`` against log lambda through the two points (``(log lambda, y)``) with the
+    widest lambda spread; ``prior`` unless it is negative (more lambda, fewer bits / less PSNR)."""
+    a, b = min(points), max(points)
+    if b[0] - a[0] > 1e-6:
+        s = (b[1] - a[1]) / (b[0] - a[0])
+        if s < 0:
+            return s
+    return prior
+
+
+def _next_lambda(points: list[tuple[float, float]], goal: float, prior_slope: float, max_step: float = 2.0) -> float:
+    """log lambda where the secant through the two points nearest ``goal`` (``(log lambda,
+    y)``) reaches it; one point, or an inverted secant: the prior slope. A step moves log
+    lambda by at most ``max_step``."""
+    near = sorted(points, key=lambda p: abs(p[1] - goal))[:2]
+    slope = _secant_slope(near, prior_slope) if len(near) == 2 else prior_slope
+    x0, y0 = near[0]
+    step = max(-max_step, min(max_step, (goal - y0) / slope))
+    lo, hi = (math.log(v) for v in LAMBDA_RANGE)
+    return max(lo, min(hi, x0 + step))
+
+
+def _compress_overfit(
+    signal: Signal, bpp: float | None, target: float | None, config: overfit.OverfitConfig, progress: bool
+) -> Compressed:
+    from tqdm.auto import tqdm
+
+    overfit.check_signal(signal)
+    x = signal.values.movedim(-1, 0)[None]
+    lam0, bpp0, psnr0 = OVERFIT_ANCHOR
+    lo, hi = (math.log(v) for v in LAMBDA_RANGE)
     if bpp is not None:
-        ok = [f for f in fits if f.bpp <= bpp]
-        best = max(ok, key=lambda f: f.psnr) if ok else min(fits, key=lambda f: f.bpp)
+        goal, slope = math.log(bpp), OVERFIT_SLOPES[0]
+        log_lam = math.log(lam0) + (goal - math.log(bpp0)) / slope
     else:
-        ok = [f for f in fits if f.psnr >= target]
-        best = min(ok, key=lambda f: f.bpp) if ok else max(fits, key=lambda f: f.psnr)
-    return Compressed(**{**best.__dict__, "reached": bool(ok)})
+        goal, slope = target, OVERFIT_SLOPES[1]
+        log_lam = math.log(lam0) + (goal - psnr0) / slope
+    log_lam = max(lo, min(hi, log_lam))
+    use_pilots = bpp is not None  # a short fit predicts the rate, not the quality
+    bar = tqdm(total=config.total_steps(use_pilots), disable=disabled(progress), unit="step",
+               desc="overfit: pilots, fit, rate search")
+    fits: list[Compressed] = []
+
+    def measure(state: overfit.Fitted, lam: float, label: str) -> float:
+        header, payload, values = overfit.encode(signal, state, lam)
+        res = _result(overfit.METHOD, signal, header, payload, values, False)
+        fits.append(res)
+        bar.set_postfix(fit=label, lam=f"{lam:.2g}", bpp=f"{res.bpp:.3f}", psnr=f"{res.psnr:.2f}dB")
+        return math.log(res.bpp) if bpp is not None else res.psnr
+
+    pilot_points: list[tuple[float, float]] = []
+    for k in range(config.pilots if use_pilots else 0):
+        lam = math.exp(log_lam)
+        state = overfit.fit(x, lam, config, steps=config.pilot_steps, on_step=lambda: bar.update(1))
+        pilot_points.append((log_lam, measure(state, lam, f"pilot {k + 1}")))
+        log_lam = _next_lambda(pilot_points, goal, slope)
+    if len(pilot_points) >= 2:  # the pilots' secant slope is the prior for the corrections below
+        slope = _secant_slope(pilot_points, slope)
+    points: list[tuple[float, float]] = []
+    state = None
+    for k in range(config.search):
+        lam = math.exp(log_lam)
+        state = overfit.fit(x, lam, config, start=state, steps=config.steps if k == 0 else config.refit_steps,
+                            on_step=lambda: bar.update(1))
+        points.append((log_lam, measure(state, lam, f"{k + 1}/{config.search}")))
+        log_lam = _next_lambda(points, goal, slope, max_step=0.5)  # warm starts follow small moves only
+    bar.close()
+    return _pick(fits, bpp, target)
 
 
 def decode_work(data: bytes, *, base: coinpp.CoinppBase | pyramid.PyramidBase | None = None) -> int:
@@ -212,10 +308,15 @@ def decompress(
         return coin.decode(header, payload, device=device)
     if method == "coin++pyramid":
         return pyramid.decode(header, payload, base)
+    if method == overfit.METHOD:
+        return overfit.decode(header, payload)
     return coinpp.decode(header, payload, base)
 
 
-_DECODE_WORK = {"coin": coin.decode_work, "coin++": coinpp.decode_work, "coin++pyramid": pyramid.decode_work}
+_DECODE_WORK = {
+    "coin": coin.decode_work, "coin++": coinpp.decode_work, "coin++pyramid": pyramid.decode_work,
+    overfit.METHOD: overfit.decode_work,
+}
 
 
 def load_base(path, *, device: str | torch.device = "cpu") -> coinpp.CoinppBase | pyramid.PyramidBase:

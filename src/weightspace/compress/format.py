@@ -5,7 +5,8 @@ Layout (all integers little-endian; documented byte by byte in ``docs/format-coi
     offset   size  field
     0        4     magic b"WSC\\x00"
     4        1     format version (FORMAT_VERSION = 1)
-    5        1     method: 1 = COIN, 2 = COIN++ (patch modulations), 3 = COIN++ (latent pyramid)
+    5        1     method: 1 = COIN, 2 = COIN++ (patch modulations), 3 = COIN++ (latent pyramid),
+                   4 = overfit (per-image latent pyramid, `compress.overfit`)
     6        2     reserved, zero
     8        4     header length H, 2 <= H <= MAX_HEADER_BYTES
     12       H     header: a UTF-8 JSON object (what the method needs to decode)
@@ -28,7 +29,7 @@ from typing import Any
 
 MAGIC = b"WSC\x00"
 FORMAT_VERSION = 1
-METHODS: dict[int, str] = {1: "coin", 2: "coin++", 3: "coin++pyramid"}
+METHODS: dict[int, str] = {1: "coin", 2: "coin++", 3: "coin++pyramid", 4: "overfit"}
 METHOD_IDS: dict[str, int] = {v: k for k, v in METHODS.items()}
 MAX_HEADER_BYTES = 4096
 MAX_PAYLOAD_BYTES = 1 << 28
