@@ -19,8 +19,9 @@ from a pyramid decomposition of the image rather than from zero. Per image:
 - **Initialisation**: the latents start as a Laplacian-style pyramid of the image (of its
   luma / colour-difference transform) divided by a step ``delta(lambda)``, the linear map as
   the inverse transform times ``delta``, so the first step already renders a coarse image.
-  In development runs (camera, 256x256, 1000 steps) this start and ReLU in place of GELU were
-  worth about +1 dB at equal rate over a zero start.
+  In development runs (camera at 256x256, 1000 steps) this start cut the rate by ~10% at
+  equal PSNR against a zero start (29.48 dB at 0.42 bpp against 29.54 at 0.47, lambda 0.002),
+  and ReLU in place of GELU gave 27.48 dB at 0.170 bpp against 26.49 at 0.205 (lambda 0.008).
 - **Fitting**: Adam on latents and both networks, minimising ``MSE + lambda * bits / pixels``
   (the parameters' own bits are not in the loss); uniform noise stands in for rounding for
   the first `NOISE_SHARE` of the steps under a cosine-decaying rate, then straight-through
