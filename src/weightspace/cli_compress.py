@@ -57,6 +57,10 @@ def compress_cmd(
         _fail("give exactly one of --bpp and --psnr")
     if method not in ("coin", "coin++", "overfit"):
         _fail(f"unknown method {method!r}; expected coin, coin++ or overfit")
+    from weightspace.compress.overfit import EFFORTS
+
+    if effort not in EFFORTS:
+        _fail(f"unknown effort {effort!r}; expected one of {', '.join(EFFORTS)}")
     if method == "overfit" and base is not None:
         _fail("--base is for coin++; the overfit method stores its networks in the file")
     dev = torch_device(device)

@@ -110,7 +110,8 @@ def test_every_payload_bit_is_needed_and_bad_headers_are_refused() -> None:
     with pytest.raises(CodecError, match="more data"):  # a stack coder reads the last copy, then finds more
         overfit.decode(header, payload + payload)
     bad = [({"net": [7, 8]}, "net must be"), ({"net": [13, 8, 8]}, "net must be"), ({"q": [4, 99]}, "q must be"),
-           ({"q": "x"}, "q must be"), ({"shape": [4, 4, 1]}, "sides below"), ({"kind": "audio", "shape": [40, 1],
+           ({"q": "x"}, "q must be"), ({"shape": [4, 4, 1]}, "sides below"),
+           ({"kind": "grid", "shape": [24, 20, 2], "meta": {"lo": 0.0, "hi": 1.0}}, "1 or 3 channels"), ({"kind": "audio", "shape": [40, 1],
             "meta": {"sample_rate": 8000}}, "only 2-D")]
     for change, msg in bad:
         with pytest.raises(CodecError, match=msg):

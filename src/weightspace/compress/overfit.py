@@ -52,15 +52,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from weightspace.compress import basefile
+from weightspace.compress import basefile, pyramid
 from weightspace.compress.format import CodecError
+from weightspace.compress.pyramid import LOG_SCALE_RANGE, laplace_bits, level_shapes
 from weightspace.compress.signal import Signal, check_layout
 
 MAX_LEVEL_VALUE = 4096  # |latent| bound: the decoder's symbol alphabet
 MAX_PARAM_VALUE = 1 << 15  # |parameter / step| bound
 SCALE_RES = 16  # log-scales rounded to 1/SCALE_RES
 MEAN_RES = 64  # means rounded to 1/MEAN_RES
-LOG_SCALE_RANGE = (-6.0, 8.0)
 PARAM_SCALE_CODES = 64  # a tensor's Laplace scale is 2^(i/4), i in [0, 64)
 NOISE_SHARE = 0.8
 STE_LR_SHARE = 0.1
@@ -127,11 +127,6 @@ class OverfitConfig:
 
 
 # ---------------------------------------------------------------------------- layout
-def level_shapes(grid: Sequence[int], levels: int) -> list[tuple[int, int]]:
-    """``[(h, w)]`` of the latent grids, finest first: ``ceil(grid / 2^l)``."""
-    return [(-(-grid[0] // 2**lv), -(-grid[1] // 2**lv)) for lv in range(levels)]
-
-
 def latent_channels(channels: int, levels: int) -> list[int]:
     """Channels per level: 1 everywhere for grey; for RGB 1 (luma) at level 0, 3 above it."""
     return [1] + [1 if channels == 1 else 3] * (levels - 1)
@@ -146,9 +141,8 @@ def colour_transform(channels: int) -> Tensor:
 
 
 def anchor_mask(shape: Sequence[int]) -> Tensor:
-    """``[1, 1, h, w]`` float: 1 where ``i + j`` is even (decoded first)."""
-    i, j = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]), indexing="ij")
-    return ((i + j) % 2 == 0).to(torch.float32)[None, None]
+    """``[1, 1, h, w]`` float of `pyramid.anchor_mask`: 1 where ``i + j`` is even (decoded first)."""
+    return pyramid.anchor_mask(shape).to(torch.float32)[None, None]
 
 
 def _up(y: Tensor, size: Sequence[int]) -> Tensor:
@@ -238,23 +232,12 @@ class ContextModel(nn.Module):
         return o[0:1], o[1:2] + self.bias[level, :c].view(1, c, 1, 1)
 
 
-def laplace_bits(q: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
-    """Bits of integers (or noisy integers) ``q`` under Laplaces discretised to unit bins."""
-    b = log_scale.clamp(*LOG_SCALE_RANGE).exp()
-    v = q - mean
-
-    def cdf(t: Tensor) -> Tensor:
-        return 0.5 + 0.5 * torch.sign(t) * -torch.expm1(-t.abs() / b)
-
-    return -torch.log2((cdf(v + 0.5) - cdf(v - 0.5)).clamp_min(1e-9))
-
-
 def latent_bits(context: ContextModel, latents: Sequence[Tensor]) -> Tensor:
     """Estimated bits (a scalar) of latents, finest first."""
     total = latents[0].new_zeros(())
     for lv, y in enumerate(latents):
         mean, ls = context(y, latents[lv + 1] if lv + 1 < len(latents) else None, lv)
-        total = total + laplace_bits(y, mean, ls).sum()
+        total = total + laplace_bits(y, ls, mean).sum()
     return total
 
 
@@ -290,10 +273,10 @@ def initial_state(x: Tensor, lam: float, config: OverfitConfig) -> Fitted:
         target = torch.einsum("kc,nchw->nkhw", a, x - 0.5)
         rendered = torch.zeros_like(target)
         latents: list[Tensor] = [torch.empty(0)] * config.levels
+        shapes = level_shapes(grid, config.levels)
         for lv in reversed(range(config.levels)):  # coarse to fine: each level takes what is left
             k = chans[lv]
-            shape = level_shapes(grid, config.levels)[lv]
-            latents[lv] = F.interpolate(target[:, :k] - rendered[:, :k], size=shape, mode="area") / delta
+            latents[lv] = F.interpolate(target[:, :k] - rendered[:, :k], size=shapes[lv], mode="area") / delta
             rendered[:, :k] += _up(latents[lv] * delta, grid)
         inverse = torch.linalg.inv(a)
         synthesis.skip.copy_(torch.cat([inverse[:, :k] * delta for k in chans], dim=1))
@@ -370,7 +353,7 @@ def _param_bits(module: nn.Module, exponent: int) -> float:
         if k.size and np.abs(k).max() > MAX_PARAM_VALUE:
             return math.inf
         scale = torch.full((k.size,), math.log(2 ** (_scale_code(k) / 4)), dtype=torch.float64)
-        total += float(laplace_bits(torch.from_numpy(k).double(), torch.zeros(k.size, dtype=torch.float64), scale).sum())
+        total += float(laplace_bits(torch.from_numpy(k).double(), scale).sum())
         total += math.log2(PARAM_SCALE_CODES)
     return total
 
@@ -443,6 +426,8 @@ def _parse(header: dict[str, Any]) -> tuple[str, tuple[int, ...], dict[str, floa
         raise CodecError(f"overfit header: only 2-D signals are coded this way, got a {kind}")
     if min(shape[:2]) < MIN_SIDE:
         raise CodecError(f"overfit header: sides below {MIN_SIDE} pixels, got {list(shape)}")
+    if shape[-1] not in (1, 3):
+        raise CodecError(f"overfit header: 1 or 3 channels, got {shape[-1]}")
     net, q = header.get("net"), header.get("q")
     ok_int = lambda v, lo, hi: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi  # noqa: E731
     if not (isinstance(net, list) and len(net) == 3 and ok_int(net[0], 1, MAX_LEVELS)
@@ -532,5 +517,4 @@ __all__ = [
     "initial_state",
     "latent_bits",
     "latent_channels",
-    "level_shapes",
 ]

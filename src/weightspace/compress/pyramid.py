@@ -135,14 +135,16 @@ def _face_kernel(axes: int) -> Tensor:
     return k
 
 
-def _laplace_bits(q: Tensor, log_scale: Tensor) -> Tensor:
-    """Bits of integers (or noisy integers) ``q`` under zero-mean Laplaces discretised to unit bins."""
+def laplace_bits(q: Tensor, log_scale: Tensor, mean: Tensor | float = 0.0) -> Tensor:
+    """Bits of integers (or noisy integers) ``q`` under Laplaces of mean ``mean`` discretised to
+    unit bins (also the overfit codec's estimate, `compress.overfit`)."""
     b = log_scale.clamp(*LOG_SCALE_RANGE).exp()
+    v = q - mean
 
-    def cdf(v: Tensor) -> Tensor:
-        return 0.5 + 0.5 * torch.sign(v) * -torch.expm1(-v.abs() / b)
+    def cdf(t: Tensor) -> Tensor:
+        return 0.5 + 0.5 * torch.sign(t) * -torch.expm1(-t.abs() / b)
 
-    return -torch.log2((cdf(q + 0.5) - cdf(q - 0.5)).clamp_min(1e-9))
+    return -torch.log2((cdf(v + 0.5) - cdf(v - 0.5)).clamp_min(1e-9))
 
 
 class PyramidNet(nn.Module):
@@ -203,7 +205,7 @@ class PyramidNet(nn.Module):
             coarser = latents[lv + 1] if lv + 1 < n else None
             anchors = y * anchor_mask(y.shape[2:]).to(y.device, y.dtype)
             ls = self.log_scales(coarser, lv, y.shape[2:], anchors)
-            total = total + _laplace_bits(y, ls).flatten(1).sum(1)
+            total = total + laplace_bits(y, ls).flatten(1).sum(1)
         return total
 
 
@@ -518,6 +520,7 @@ __all__ = [
     "encode",
     "fit_latents",
     "fit_latents_many",
+    "laplace_bits",
     "level_shapes",
     "train_pyramid_base",
 ]
