@@ -106,3 +106,18 @@ def test_train_classifiers_and_predict(tmp_path):
     assert r.exit_code == 2 and "no column 'nope'" in " ".join(r.output.split())
     r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(tmp_path / "x"), "--recipe", "resnet"])
     assert r.exit_code == 2 and "unknown zoo recipe 'resnet'" in " ".join(r.output.split())
+
+
+def test_train_classifiers_width_and_hidden(tmp_path):
+    out = tmp_path / "mlps"
+    r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(out), "--dataset", "digits", "--recipe", "mlp",
+                            "--hidden", "12,6", "--runs", "4", "--epochs", "1", "--n-train", "40", "--n-test", "20"])
+    assert r.exit_code == 0, r.output
+    assert [la.out_features for la in Zoo.open(out).spec.layers] == [12, 6, 10]
+    for args, message in ((["--recipe", "mlp", "--width", "8"], "--width is the small-cnn"),
+                          (["--recipe", "small-cnn", "--hidden", "8"], "--hidden is the mlp"),
+                          (["--recipe", "mlp", "--hidden", "8,x"], "comma-separated integers"),
+                          (["--width", "0"], "--width must be at least 1")):
+        r = runner.invoke(app, ["zoo", "train-classifiers", "-o", str(tmp_path / "never"), *args])
+        assert r.exit_code == 2 and message in " ".join(r.output.split()), (args, r.output)
+        assert not (tmp_path / "never").exists()

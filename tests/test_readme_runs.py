@@ -91,6 +91,17 @@ SMALL: dict[str, list[str] | str] = {
     "hyperrep probe zoos/cnn-mnist-small runs/hr --figure map.png": ["--probes", "linear"],
     "hyperrep sample zoos/cnn-mnist-small runs/hr -n 100 --finetune-steps 100 --figure accuracy.png "
     "-o zoos/hr-samples": ["-n", "4", "--finetune-steps", "2", "--test-images", "50"],
+    "hyperrep sample zoos/cnn-mnist-small runs/hr -n 50 --where 'test_accuracy>=0.9'": [
+        "-n", "4", "--test-images", "50", "--where", "epoch==1"],  # the small zoo here has no model that good
+    "zoo train-classifiers -o zoos/mlp-mnist-small --dataset mnist-subset --recipe mlp --runs 64 --epochs 4 "
+    "--checkpoints 0,1,2,4 --n-train 1000 --n-test 500": ["--runs", "8", "--epochs", "1", "--checkpoints", "0,1", "--n-train", "100", "--n-test", "50", "--runs-per-shard", "4"],
+    "hyperrep sane-fit zoos/cnn-mnist-small zoos/mlp-mnist-small -o runs/sane": [
+        "--epochs", "1", "--d-model", "16", "--layers", "1", "--latent-dim", "4", "--window", "8", "--supersample", "1",
+        "--no-progress"],
+    "hyperrep sane-probe zoos/cnn-mnist-small runs/sane": ["--probes", "linear"],
+    "zoo train-classifiers -o zoos/cnn8-small --dataset mnist-subset --width 8 --runs 64 --epochs 4 "
+    "--checkpoints 0,1,2,4 --n-train 1000 --n-test 500": ["--runs", "8", "--epochs", "1", "--checkpoints", "0,1", "--n-train", "100", "--n-test", "50", "--runs-per-shard", "4"],
+    "hyperrep sane-probe zoos/cnn8-small runs/sane": ["--probes", "linear"],
     "compress photo.png -o photo.wsc --method overfit --bpp 0.2": ["--steps", "10", "--no-progress"],
     "compress photo.png -o photo.wsc --method overfit --bpp 0.2 --effort high": ["--steps", "10", "--no-progress"],
     "compress photo.png -o photo.wsc --bpp 0.3": ["--steps", "5", "--no-progress"],

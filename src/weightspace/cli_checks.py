@@ -127,7 +127,7 @@ RULES: dict[str, Rule] = {
          "runs_per_shard", "count", "n", "d_model", "layers", "latent_dim", "width", "nern fit:hidden",
          "depth", "frequencies", "kernels_per_step", "levels", "latent", "inner_steps", "code_dim", "points",
          "encode_steps", "inrs_per_train_image", "test_images", "search", "length", "max_points", "samples",
-         "scale", "size", "views", "test_views", "rays"], COUNT),
+         "scale", "size", "views", "test_views", "rays", "tokensize", "window", "supersample"], COUNT),
     "resolution": Rule("int", 2),  # grid points per axis: one point is no grid
     **dict.fromkeys(["refine_steps", "finetune_steps", "warmup_epochs", "nern fit:epochs", "appearance_dim",
                      "latent_tokens"], NONNEG),  # latent_tokens 0: one latent per neuron token
@@ -146,13 +146,13 @@ RULES: dict[str, Rule] = {
     # paths written
     **dict.fromkeys(["train:out", "edit:out", "quickstart:out", "predict:out", "zoo fit-inrs:out", "zoo import:out",
                      "zoo train-classifiers:out", "zoo import-classifiers:out", "functa fit:out", "functa encode:out",
-                     "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out", "hyperrep fit:out",
+                     "hyperinr fit:out", "hyperinr encode:out", "hyperrep sample:out", "hyperrep fit:out", "hyperrep sane-fit:out",
                      "gasp fit:out", "nerf fit:out"], OUT_DIR),
     "zoo export:out": Rule("free"),  # a folder (hf) or a .npz file (numpy): checked by the command
     "zoo render:mesh": Rule("free"),  # a file (one network) or a folder: render_zoo checks it before decoding
     **dict.fromkeys(["apply:out", "nern train-reference:out", "nern fit:out",
                      "nern reconstruct:out", "compress:out", "decompress:out", "compress-base:out",
-                     "hyperrep probe:as_json", "functa infer:as_json"], OUT_FILE),
+                     "hyperrep probe:as_json", "hyperrep sane-probe:as_json", "functa infer:as_json"], OUT_FILE),
     **dict.fromkeys(["zoo render:out", "functa sample:out", "gasp sample:out", "nerf sample:out", "figure"], FIGURE),
 }
 

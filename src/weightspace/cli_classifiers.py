@@ -22,6 +22,8 @@ def train_classifiers(
     dataset: str = typer.Option("mnist-subset", help="digits | mnist-subset | an MNIST-layout IDX folder (MNIST, "
                                 "Fashion-MNIST) | a CIFAR binary folder | a <class>/<images> folder (e.g. SVHN)"),
     recipe: str = typer.Option("small-cnn", help="small-cnn (Unterthiner et al.) | mlp"),
+    width: int | None = typer.Option(None, help="small-cnn: channels of each conv layer (default 16)"),
+    hidden: str | None = typer.Option(None, help="mlp: comma-separated hidden widths (default 32)"),
     runs: int = typer.Option(200, help="training runs (each stores every checkpoint)"),
     epochs: int | None = typer.Option(None, help="override the recipe's epochs"),
     checkpoints: str | None = typer.Option(None, help="comma-separated epochs to store, e.g. 0,1,2,4,8"),
@@ -43,7 +45,17 @@ def train_classifiers(
         cps = tuple(int(c) for c in checkpoints.split(",")) if checkpoints else None
         if cps is None and epochs is not None:  # keep the recipe's checkpoints that fit, end at the last epoch
             cps = tuple(sorted({c for c in get_zoo_recipe(recipe).checkpoints if c <= epochs} | {epochs}))
-        rec = get_zoo_recipe(recipe, epochs=epochs, checkpoints=cps, batch_size=batch_size)
+        if width is not None and (width < 1 or recipe != "small-cnn"):
+            raise ValueError(f"--width is the small-cnn's channel count (>= 1); got {width} with --recipe {recipe}")
+        widths = None
+        if hidden is not None:
+            try:
+                widths = tuple(int(h) for h in hidden.split(","))
+            except ValueError:
+                raise ValueError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
+            if recipe != "mlp" or min(widths) < 1:
+                raise ValueError(f"--hidden is the mlp's positive hidden widths; got {hidden!r} with --recipe {recipe}")
+        rec = get_zoo_recipe(recipe, epochs=epochs, checkpoints=cps, batch_size=batch_size, width=width, hidden=widths)
         zoo = build_classifier_zoo(dataset, out, rec, num_runs=runs, seed=seed, n_train=n_train, n_test=n_test,
                                    runs_per_shard=runs_per_shard, device=torch_device(device), backend=backend,
                                    ray_address=ray_address)

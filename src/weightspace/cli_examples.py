@@ -23,6 +23,8 @@ EXAMPLES: dict[str, str] = {
     "hyperrep fit": "weightspace hyperrep fit zoos/cnn-mnist-small -o runs/hr --epochs 40",
     "hyperrep probe": "weightspace hyperrep probe zoos/cnn-mnist-small runs/hr --figure map.png",
     "hyperrep sample": "weightspace hyperrep sample zoos/cnn-mnist-small runs/hr -n 100 --finetune-steps 100 --figure accuracy.png -o zoos/hr-samples",
+    "hyperrep sane-fit": "weightspace hyperrep sane-fit zoos/cnn-mnist-small zoos/mlp-mnist-small -o runs/sane",
+    "hyperrep sane-probe": "weightspace hyperrep sane-probe zoos/cnn8-small runs/sane",
     "nern train-reference": "weightspace nern train-reference -o runs/resnet20.safetensors --arch resnet20 --dataset mnist-subset",
     "nern fit": "weightspace nern fit runs/resnet20.safetensors -o runs/resnet20-nern.safetensors",
     "nern reconstruct": "weightspace nern reconstruct runs/resnet20-nern.safetensors -o runs/resnet20-rebuilt.safetensors",

@@ -38,6 +38,15 @@ def _load(model_path: Path):
         _fail(str(e))
 
 
+# options shared by the training commands
+Seed = Annotated[int, typer.Option(help=COMMON_HELP["seed"])]
+Progress = Annotated[bool, typer.Option(help=COMMON_HELP["progress"])]
+AllowIncomplete = Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)]
+Resume = Annotated[bool, typer.Option("--resume", help="continue the killed run in --out (same settings)")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace the run in --out")]
+Device = Annotated[str, typer.Option(help=COMMON_HELP["device"])]
+
+
 @app.command("fit")
 def fit(
     zoo_path: Annotated[Path, typer.Argument(help="zoo directory (train / val / test splits)")],
@@ -57,12 +66,12 @@ def fit(
     noise: Annotated[float, typer.Option(help="relative std of the Gaussian noise of each view")] = 0.05,
     erase: Annotated[float, typer.Option(help="probability of erasing each weight in each view")] = 0.05,
     canonical: Annotated[bool, typer.Option(help="canonical neuron order: an exactly permutation-invariant encoder")] = True,
-    seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
-    progress: Annotated[bool, typer.Option(help=COMMON_HELP["progress"])] = True,
-    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the killed run in --out (same settings)")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run in --out")] = False,
-    device: Annotated[str, typer.Option(help=COMMON_HELP["device"])] = "auto",
+    seed: Seed = 0,
+    progress: Progress = True,
+    allow_incomplete: AllowIncomplete = False,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
 ) -> None:
     """Train the autoencoder on the zoo's train split (no labels), keep the best val epoch."""
     import sys
@@ -118,20 +127,27 @@ def fit(
                   f"invariance gap {gap['relative']:.2g}, {result.seconds:.0f} s")
 
 
+# options shared by the probe commands
+Targets = Annotated[str | None, typer.Option(help="comma-separated table columns (default: every known property)")]
+Probes = Annotated[str, typer.Option(help="linear and / or mlp")]
+AsJson = Annotated[Path | None, typer.Option("--json", help="write the results as JSON")]
+EmbedDevice = Annotated[str, typer.Option(help="where to embed the networks: cpu, cuda, or auto (cuda when "
+                                          "available); the probes run on the CPU (scikit-learn)")]
+
+
 @app.command("probe")
 def probe(
     zoo_path: Annotated[Path, typer.Argument(help="zoo directory")],
     model_path: Annotated[Path, typer.Argument(help="run directory of `hyperrep fit --out` (or the "
                                                     "hyperrep.safetensors in it)")],
-    targets: Annotated[str | None, typer.Option(help="comma-separated table columns (default: every known property)")] = None,
-    probes: Annotated[str, typer.Option(help="linear and / or mlp")] = "linear,mlp",
+    targets: Targets = None,
+    probes: Probes = "linear,mlp",
     figure: Annotated[Path | None, typer.Option(help="write a 2D map of the test embeddings (PNG)")] = None,
     method: Annotated[str, typer.Option(help="pca | tsne (for --figure)")] = "pca",
-    as_json: Annotated[Path | None, typer.Option("--json", help="write the results as JSON")] = None,
+    as_json: AsJson = None,
     seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
-    device: Annotated[str, typer.Option(help="where to embed the networks: cpu, cuda, or auto (cuda when "
-                                        "available); the probes run on the CPU (scikit-learn)")] = "auto",
+    device: EmbedDevice = "auto",
 ) -> None:
     """Probe the embeddings (train split -> test split) for test accuracy, epoch, gap and
     hyperparameters, beside StatNN's weight statistics: the flat embedding and, for models with
@@ -167,6 +183,9 @@ def sample(
                                                     "hyperrep.safetensors in it)")],
     n: Annotated[int, typer.Option("--num", "-n", "--count", help="networks to sample")] = 64,
     top: Annotated[float, typer.Option(help="fit the density to this top fraction of the train split by accuracy")] = 0.3,
+    where: Annotated[str | None, typer.Option(help="a requested property instead of --top: fit the density to the "
+                                                    "train-split models meeting it, e.g. 'test_accuracy>=0.9' or "
+                                                    "'epoch==2' (comma: and)")] = None,
     dataset: Annotated[str | None, typer.Option(help="images to evaluate on (default: those the zoo records)")] = None,
     test_images: Annotated[int, typer.Option(help="test images (a seeded subset) when not a classifier zoo")] = 1000,
     finetune_steps: Annotated[int, typer.Option(help="also fine-tune samples and random inits for this many steps")] = 0,
@@ -197,8 +216,10 @@ def sample(
     try:
         train, test = zoo_images(zoo, dataset, test_limit=test_images, seed=seed)
         weights, table = zoo.load("train")
-        report = sample_from_zoo(model, weights, table, test, n=n, top_fraction=top, bandwidth=bw, select=train,
-                                 finetune_steps=finetune_steps, train=train, seed=seed, device=torch_device(device))
+        # a malformed --where, or one no model meets, is refused (ValueError) before any sampling
+        report = sample_from_zoo(model, weights, table, test, n=n, top_fraction=top, where=where, bandwidth=bw,
+                                 select=train, finetune_steps=finetune_steps, train=train, seed=seed,
+                                 device=torch_device(device))
     except (KeyError, ValueError, FileNotFoundError) as e:
         _fail(str(e).strip('"'))
     s = report.summary()
@@ -207,6 +228,12 @@ def sample(
                   f"({100 * s['sampled_over_zoo_mean']:.0f}% of it), good models {s['good_mean']:.4f}, "
                   f"good models encoded+decoded {s['reconstructed_mean']:.4f}; bandwidth {s['bandwidth']:.3g} "
                   f"({s['bandwidth_rule']}), novelty median {s['novelty_median']:.2f}")
+    if where is not None:
+        q = lambda v: " / ".join(f"{x:.3f}" for x in v)  # noqa: E731
+        hit = "; ".join(f"{k}: {100 * v:.0f}% of the samples" for k, v in s["achieved"].items())
+        console.print(f"requested {where}: zoo models meeting it {q(s['good_quantiles'])}, samples "
+                      f"{q(s['sampled_quantiles'])} (test accuracy, 10th / 50th / 90th percentile)"
+                      + (f"; met by the samples: {hit}" if hit else ""))
     for group in ("sampled", "random_init"):
         if f"finetune_{group}" in s:
             curve = ", ".join(f"step {k}: {v:.4f}" for k, v in s[f"finetune_{group}"].items())
@@ -226,3 +253,117 @@ def sample(
                                                "activation": [s["activation"]] * n})
         writer.finalize()
         console.print(f"wrote {n} networks to {out}")
+
+
+SANE_FILE = "sane.safetensors"
+
+
+@app.command("sane-fit")
+def sane_fit(
+    zoo_paths: Annotated[list[Path], typer.Argument(help="one or more zoo directories, of any architectures (MLPs, "
+                                                         "CNNs): one model learns them all")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="run directory to write: sane.safetensors (the model and "
+                                      "each zoo's layer statistics), metrics.csv per epoch, run.json, checkpoints")],
+    epochs: Annotated[int, typer.Option(help=COMMON_HELP["epochs"])] = 8,
+    batch_size: Annotated[int, typer.Option(help="windows per batch")] = 64,
+    lr: Annotated[float, typer.Option(help=COMMON_HELP["lr"])] = 3e-4,
+    tokensize: Annotated[int, typer.Option(help="values per token (longer neuron rows are cut into several)")] = 64,
+    window: Annotated[int, typer.Option(help="tokens per window")] = 32,
+    d_model: Annotated[int, typer.Option(help="transformer width")] = 128,
+    layers: Annotated[int, typer.Option(help="encoder layers (and as many decoder layers)")] = 2,
+    latent_dim: Annotated[int, typer.Option(help="latent values per token, and of the embedding")] = 32,
+    supersample: Annotated[int, typer.Option(help="random windows per network and epoch")] = 4,
+    seed: Seed = 0,
+    progress: Progress = True,
+    allow_incomplete: AllowIncomplete = False,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    device: Device = "auto",
+) -> None:
+    """Train SANE (windows of neuron tokens, Schürholt et al. 2024) on the train splits of all zoos."""
+    import sys
+    from dataclasses import asdict
+
+    from weightspace import runs
+    from weightspace.models.sane import SaneConfig
+    from weightspace.tasks.sane import SaneTask, fit_sane, save_sane
+    from weightspace.train import TrainConfig
+
+    try:
+        if out.suffix == ".safetensors":
+            raise ValueError(f"--out {out}: --out takes a run directory; the model is written to "
+                             f"{out.with_suffix('') / SANE_FILE}")
+        mc = SaneConfig(tokensize=tokensize, d_model=d_model, heads=4, layers=layers, latent_dim=latent_dim,
+                        window=window)
+        runs.prepare_run_dir(out, resume=resume, overwrite=overwrite, clear=False)
+    except ValueError as e:
+        _fail(str(e))
+    names = [str(p) for p in zoo_paths]
+    if len(set(names)) != len(names):
+        _fail("a zoo is named twice")
+    zoos = {name: _open(p, allow_incomplete) for name, p in zip(names, zoo_paths)}
+    try:
+        train = {n: z.load("train")[0] for n, z in zoos.items()}
+        val = {n: z.load("val")[0] for n, z in zoos.items()}
+    except KeyError as e:
+        _fail(str(e).strip('"'))
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=1e-6, warmup_steps=100, seed=seed,
+                     progress=progress, **lightning(device))
+    task = SaneTask(seed=seed)
+    runs.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    model_file = out / SANE_FILE
+    record = {"zoo": names, "model": "sane", "model_options": mc.to_dict(), "target": None, "seed": seed,
+              "train_config": asdict(tc), "task": {"gamma": task.gamma, "temperature": task.temperature,
+                                                   "noise": task.noise}, "augment": "permutation", "mixup": None,
+              "supersample": supersample, "command": ["weightspace", *sys.argv[1:]], "model_file": str(model_file),
+              "versions": runs.versions()}
+    try:
+        record = runs.start_run(out, record, resume=resume)
+        result = fit_sane(train, val, config=mc, train_config=tc, task=task, supersample=supersample, run_dir=out,
+                          resume=resume)
+    except ValueError as e:
+        _fail(str(e))
+    save_sane(model_file, result, {"zoos": names, "epochs": epochs, "seed": seed})
+    runs.finish_record(out, record, {"best_val": result.best_val_loss, "train_seconds": result.seconds},
+                       complete=len(result.history) >= epochs)
+    console.print(f"wrote {model_file}: embeddings of {mc.latent_dim} values for any of {len(names)} zoo(s)' "
+                  f"architectures, best val loss {result.best_val_loss:.4f}, {result.seconds:.0f} s")
+
+
+@app.command("sane-probe")
+def sane_probe(
+    zoo_path: Annotated[Path, typer.Argument(help="zoo directory (any architecture the model's position tables "
+                                                  "cover; it need not be one SANE was trained on)")],
+    model_path: Annotated[Path, typer.Argument(help="run directory of `hyperrep sane-fit --out` (or its "
+                                                    "sane.safetensors)")],
+    targets: Targets = None,
+    probes: Probes = "linear,mlp",
+    as_json: AsJson = None,
+    seed: Annotated[int, typer.Option(help=COMMON_HELP["seed"])] = 0,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help=ALLOW_INCOMPLETE)] = False,
+    device: EmbedDevice = "auto",
+) -> None:
+    """Probe SANE embeddings of a zoo (train split -> test split) beside StatNN's statistics. A
+    zoo SANE was not trained on is standardised with its own train split's layer statistics."""
+    from weightspace.cli_checks import torch_device
+    from weightspace.tasks.hyperrep_probe import probe_table, probe_targets, run_probes, statnn_features
+    from weightspace.tasks.sane import LayerStats, embed, load_sane
+
+    if not set(probes.split(",")) <= {"linear", "mlp"}:
+        _fail(f"--probes must be linear and / or mlp, got {probes!r}")
+    zoo = _open(zoo_path, allow_incomplete)
+    try:
+        model, stats, _ = load_sane(model_path / SANE_FILE if model_path.is_dir() else model_path)
+        model.to(torch_device(device))
+        loaded = {s: zoo.load(s) for s in ("train", "test")}
+        names = probe_targets(zoo.table, tuple(targets.split(",")) if targets else None)
+        zoo_stats = stats.get(str(zoo_path)) or LayerStats.fit(loaded["train"][0], model.config.tokensize)
+        feats = {"sane": {s: embed(model, w, zoo_stats).double().numpy() for s, (w, _) in loaded.items()},
+                 "statnn": {s: statnn_features(w) for s, (w, _) in loaded.items()}}
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).strip('"'))
+    results = run_probes(feats, {s: t for s, (_, t) in loaded.items()}, names, probes=tuple(probes.split(",")),
+                         max_dim=None, seed=seed)
+    console.print(probe_table(results))
+    if as_json is not None:
+        as_json.write_text(json.dumps([r.row() for r in results], indent=2))

@@ -96,3 +96,60 @@ def test_fit_keeps_a_run_directory_and_resumes(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "run" / "hyperrep.safetensors").stat().st_mtime_ns != before
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "complete"
+
+
+def test_sane_fit_and_probe_on_a_seen_and_an_unseen_zoo(tmp_path):
+    seen, unseen = make_zoo(tmp_path / "a"), make_zoo(tmp_path / "b", seed=5)
+    model = tmp_path / "sane"
+    r = runner.invoke(app, ["hyperrep", "sane-fit", str(seen.path), "-o", str(model), "--epochs", "2", "--batch-size",
+                            "16", "--tokensize", "8", "--window", "8", "--d-model", "16", "--layers", "1",
+                            "--latent-dim", "4", "--supersample", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert (model / "sane.safetensors").exists() and "embeddings of 4 values" in r.output
+    for zoo in (seen, unseen):
+        r = runner.invoke(app, ["hyperrep", "sane-probe", str(zoo.path), str(model), "--probes", "linear",
+                                "--targets", "test_accuracy,activation", "--json", str(tmp_path / "p.json")])
+        assert r.exit_code == 0, r.output
+        rows = json.loads((tmp_path / "p.json").read_text())
+        assert {(row["features"], row["target"]) for row in rows} == {
+            (f, t) for f in ("sane", "statnn") for t in ("test_accuracy", "activation")}
+    bad = runner.invoke(app, ["hyperrep", "sane-fit", str(seen.path), "-o", str(tmp_path / "x"), "--window", "0"])
+    assert not (tmp_path / "x").exists()
+    big = runner.invoke(app, ["hyperrep", "sane-fit", str(seen.path), "-o", str(tmp_path / "z"), "--d-model", "15"])
+    assert big.exit_code == 2 and "must be even" in " ".join(big.output.split())
+    assert bad.exit_code == 2 and "--window must be at least 1" in " ".join(bad.output.split())
+    twice = runner.invoke(app, ["hyperrep", "sane-fit", str(seen.path), str(seen.path), "-o", str(tmp_path / "y")])
+    assert twice.exit_code == 2 and "named twice" in twice.output
+    r = runner.invoke(app, ["hyperrep", "sane-probe", str(seen.path), str(model), "--probes", "forest"])
+    assert r.exit_code == 2 and "--probes must be" in " ".join(r.output.split())
+
+
+def test_sample_to_a_requested_property(tmp_path):
+    zoo = make_zoo(tmp_path / "zoo")
+    model = tmp_path / "hr"
+    r = runner.invoke(app, ["hyperrep", "fit", str(zoo.path), "-o", str(model), "--epochs", "1", "--batch-size", "8",
+                            "--d-model", "16", "--layers", "1", "--latent-tokens", "2", "--latent-dim", "4", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "-n", "5", "--test-images", "40",
+                            "--where", "test_accuracy>=0.5, epoch==2", "--bandwidth", "0.5"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "requested test_accuracy>=0.5, epoch==2" in text and "met by the samples: test_accuracy >= 0.5:" in text
+    for where, message in (("accuracy>0.5", "no column 'accuracy'"), ("epoch>=x", "is not a number"),
+                           ("activation>relu", "compare it with == or !="), ("test_accuracy>=2", "no zoo model meets"),
+                           ("epoch", "expected column OP value")):
+        r = runner.invoke(app, ["hyperrep", "sample", str(zoo.path), str(model), "--where", where])
+        assert r.exit_code == 2 and message in " ".join(r.output.split()), (where, r.output)
+
+
+def test_select_where_keeps_exactly_the_rows_meeting_every_condition():
+    import pandas as pd
+
+    from weightspace.tasks.hyperrep_sample import select_where
+
+    table = pd.DataFrame({"test_accuracy": [0.2, 0.95, 0.91, 0.5], "epoch": [1, 2, 4, 2],
+                          "activation": ["relu", "gelu", "gelu", "relu"]})
+    assert select_where(table, "test_accuracy>=0.9").tolist() == [1, 2]
+    assert select_where(table, "test_accuracy>=0.9, epoch==2").tolist() == [1]
+    assert select_where(table, "activation==relu").tolist() == [0, 3]
+    assert select_where(table, "epoch!=2, test_accuracy<0.3").tolist() == [0]

@@ -47,6 +47,62 @@ def select_good(table: pd.DataFrame, *, top_fraction: float = 0.3, column: str =
     return np.flatnonzero(values >= np.quantile(values, 1 - top_fraction))
 
 
+_OPS = {">=": np.greater_equal, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal, ">": np.greater,
+        "<": np.less}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One ``column OP value`` test of a zoo table row (`parse_where`)."""
+
+    column: str
+    op: str
+    value: float | str
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.op} {self.value}"
+
+    def mask(self, table: pd.DataFrame) -> np.ndarray:
+        return _OPS[self.op](table[self.column].to_numpy(), self.value)
+
+
+def parse_where(where: str, table: pd.DataFrame) -> list[Condition]:
+    """``"test_accuracy>=0.9, epoch==2"`` -> conditions that must all hold. Each is ``column``,
+    one of ``>= <= == != > <`` and a value: a number for a numeric column, a word (e.g.
+    ``activation==gelu``) for another. Raises ValueError naming what is wrong."""
+    out = []
+    for part in [p.strip() for p in where.split(",") if p.strip()]:
+        op = next((o for o in _OPS if o in part), None)  # two-character operators come first
+        if op is None:
+            raise ValueError(f"condition {part!r}: expected column OP value with OP one of {' '.join(_OPS)}")
+        column, value = (x.strip() for x in part.split(op, 1))
+        if column not in table.columns:
+            raise ValueError(f"condition {part!r}: no column {column!r}; columns: {', '.join(table.columns)}")
+        if pd.api.types.is_numeric_dtype(table[column]):
+            try:
+                out.append(Condition(column, op, float(value)))
+            except ValueError:
+                raise ValueError(f"condition {part!r}: {column} is numeric, {value!r} is not a number") from None
+        elif op in ("==", "!="):
+            out.append(Condition(column, op, value))
+        else:
+            raise ValueError(f"condition {part!r}: {column} holds words; compare it with == or !=")
+    if not out:
+        raise ValueError("empty condition: give e.g. 'test_accuracy>=0.9' or 'epoch==2'")
+    return out
+
+
+def select_where(table: pd.DataFrame, where: str) -> np.ndarray:
+    """Positions (into ``table``) of the rows meeting every condition of ``where`` (`parse_where`)."""
+    conditions = parse_where(where, table)
+    keep = np.ones(len(table), dtype=bool)
+    for c in conditions:
+        keep &= c.mask(table)
+    if not keep.any():
+        raise ValueError(f"no zoo model meets {' and '.join(map(str, conditions))}")
+    return np.flatnonzero(keep)
+
+
 @dataclass(frozen=True)
 class EmbeddingDensity:
     """A Gaussian KDE over per-dimension standardised embeddings (scikit-learn).
@@ -242,6 +298,20 @@ class SampleReport:
     selection_reference: float | None = None  # "select": the zoo's models' mean accuracy on those images
     finetune: dict[str, dict[int, Tensor]] = field(default_factory=dict)  # group -> step -> accuracies
     samples: Weights | None = None
+    where: str | None = None  # the requested property the good models were chosen by (None: top fraction)
+
+    def achieved(self) -> dict[str, float]:
+        """For each accuracy condition of ``where`` (the one property measurable on a sample
+        without its training history): the fraction of samples meeting it, measured."""
+        if not self.where:
+            return {}
+        table = pd.DataFrame({"test_accuracy": self.sampled.double().numpy()})
+        out = {}
+        for part in (p.strip() for p in self.where.split(",")):
+            if part.startswith("test_accuracy"):
+                (c,) = parse_where(part, table)
+                out[str(c)] = float(c.mask(table).mean())
+        return out
 
     def summary(self) -> dict:
         mean = lambda t: float(t.float().mean())
@@ -264,6 +334,9 @@ class SampleReport:
         }
         for group, curve in self.finetune.items():
             out[f"finetune_{group}"] = {int(s): mean(a) for s, a in curve.items()}
+        q = lambda t: [float(v) for v in np.quantile(t.double().numpy(), (0.1, 0.5, 0.9))]
+        out.update(where=self.where, good_quantiles=q(self.good), sampled_quantiles=q(self.sampled),
+                   achieved=self.achieved())
         return out
 
 
@@ -275,6 +348,7 @@ def sample_from_zoo(
     *,
     n: int = 64,
     top_fraction: float = 0.3,
+    where: str | None = None,
     bandwidth: float | str = "cv",
     finetune_steps: int = 0,
     finetune_networks: int = 32,
@@ -287,8 +361,10 @@ def sample_from_zoo(
     device: str | torch.device | None = None,
 ) -> SampleReport:
     """Fit a KDE to the embeddings of the top ``top_fraction`` of ``weights`` (by the table's
-    ``test_accuracy``; one activation: the most common among them, where the table has an
-    ``activation`` column), decode ``n`` samples and measure them on ``test`` (images, labels).
+    ``test_accuracy``), or of the models meeting ``where`` (a requested property, e.g.
+    ``"test_accuracy>=0.9"`` or ``"epoch==2"``: `parse_where`), of one activation (the most
+    common among them, where the table has an ``activation`` column); decode ``n`` samples and
+    measure them on ``test`` (images, labels). The report's ``good`` are those models.
 
     ``bandwidth``: a number (std units), ``"cv"`` (held-out likelihood of the embeddings) or
     ``"select"``: each of `SELECT_GRID` is tried with ``n`` other samples (seed + 1) measured
@@ -304,7 +380,7 @@ def sample_from_zoo(
         model.to(device)
     here = next(model.parameters()).device
     test, train, select = (None if d is None else (d[0].to(here), d[1].to(here)) for d in (test, train, select))
-    good = select_good(table, top_fraction=top_fraction)
+    good = select_where(table, where) if where else select_good(table, top_fraction=top_fraction)
     spec, activation = weights.spec, None
     if "activation" in table.columns:
         activation = str(table["activation"].iloc[good].mode().iloc[0])
@@ -351,6 +427,7 @@ def sample_from_zoo(
         selection=selection,
         selection_reference=reference,
         samples=samples,
+        where=where,
     )
     if finetune_steps > 0:
         if train is None:
