@@ -174,3 +174,17 @@ def test_bd_rate_and_matched_psnr() -> None:
     assert psnr_at(ref, 0.05) is None and psnr_at(ref, 0.6) is None
     # a point worse than a cheaper one is not on the envelope
     assert psnr_at([*ref, (0.25, 20.0)], 0.25) == pytest.approx(psnr_at(ref, 0.25))
+
+
+@pytest.mark.parametrize("shape,size", [((128, 128), (256, 256)), ((2, 3), (64, 64)), ((5, 7), (17, 9)), ((1, 1), (4, 4))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matrix_upsampling_is_pytorchs_bicubic(shape, size, dtype) -> None:
+    import torch.nn.functional as F
+
+    from weightspace.compress.overfit import _up
+
+    y = torch.randn(2, 3, *shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    want = F.interpolate(y, size=size, mode="bicubic", align_corners=False)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(_up(y, size), want, rtol=tol, atol=tol)
+    assert _up(y, shape) is y  # same size: no work

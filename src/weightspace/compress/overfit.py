@@ -42,6 +42,7 @@ so encoder and decoder see the same probabilities.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -145,10 +146,23 @@ def anchor_mask(shape: Sequence[int]) -> Tensor:
     return pyramid.anchor_mask(shape).to(torch.float32)[None, None]
 
 
+@functools.lru_cache(maxsize=128)
+def _bicubic_matrix(n_in: int, n_out: int, dtype: torch.dtype) -> Tensor:
+    """``[n_out, n_in]``: PyTorch's 1-D bicubic resampling (align_corners=False, borders
+    clamped) as a matrix, built in float64 by resampling the identity."""
+    eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, 1, n_in, 1)
+    return F.interpolate(eye, size=(n_out, 1), mode="bicubic", align_corners=False)[:, 0, :, 0].T.to(dtype).contiguous()
+
+
 def _up(y: Tensor, size: Sequence[int]) -> Tensor:
+    """Bicubic upsampling of ``[n, c, h, w]`` to ``size``: the separable operator as two matrix
+    products, ``A_h y A_w^T`` (the same map as ``F.interpolate(mode="bicubic")``, whose
+    backward pass dominated a fitting step on the CPU; this one is 2-3x faster there)."""
     if tuple(y.shape[2:]) == tuple(size):
         return y
-    return F.interpolate(y, size=tuple(size), mode="bicubic", align_corners=False)
+    a_h = _bicubic_matrix(y.shape[2], int(size[0]), y.dtype).to(y.device)
+    a_w = _bicubic_matrix(y.shape[3], int(size[1]), y.dtype).to(y.device)
+    return a_h @ y @ a_w.T
 
 
 def _pointwise(w: Tensor, b: Tensor, f: Tensor) -> Tensor:
