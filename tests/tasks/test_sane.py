@@ -193,10 +193,23 @@ def test_training_lowers_the_loss_and_the_file_round_trips(tmp_path):
     assert info == {"zoos": ["mlp", "cnn"]} and set(stats) == {"mlp", "cnn"}
     torch.testing.assert_close(embed(model, train["cnn"], stats["cnn"]), embed(r.model, train["cnn"], r.stats["cnn"]))
     (tmp_path / "other.safetensors").write_bytes(b"not a file")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_sane(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError):
         load_sane(tmp_path / "missing.safetensors")
+    # right names, wrong shapes (another config): a ValueError naming the file, not a traceback
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    tensors["tokenizer.weight"] = torch.zeros(3, 3)
+    save_file(tensors, str(tmp_path / "shapes.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="wrong shapes"):
+        load_sane(tmp_path / "shapes.safetensors")
+    save_file(tensors, str(tmp_path / "meta.safetensors"), metadata={**meta, "config": '{"tokensize": "x"}'})
+    with pytest.raises(ValueError, match="unreadable SANE metadata"):
+        load_sane(tmp_path / "meta.safetensors")
 
 
 def test_kde_token_sample_draws_each_token_from_an_anchor():

@@ -16,6 +16,13 @@ sequence, encoded window by window (`Sane.embed`), so networks of any length get
 vector of ``latent_dim`` values — the property that lets one model embed MLPs, CNNs and
 ResNets.
 
+What differs from the reference code: its transformer blocks are GPT-2's (no biases) or
+PyTorch's post-norm ReLU layers; these are PyTorch's pre-norm GELU layers with a 4x feed-forward.
+Not here: aligning a zoo to one neuron order by git re-basin before training (the reference's
+``map_to_canonical``; without it SANE's token-wise KDE mixes incompatible neurons, so
+`tasks.sane.kde_model_sample` is the sampler that works on these zoos) and haloed windows for
+decoding (windows here are decoded independently).
+
 Configurations: `SaneConfig()` is the CPU-sized default this library benchmarks;
 `SANE_REFERENCE` is the reference repository's configuration for its ResNet-18 and CNN
 zoos (tokens of 288, ``d`` 2048, 16 heads, 8 layers, latent 128, windows of 256, position

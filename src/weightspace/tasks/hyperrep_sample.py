@@ -299,19 +299,13 @@ class SampleReport:
     finetune: dict[str, dict[int, Tensor]] = field(default_factory=dict)  # group -> step -> accuracies
     samples: Weights | None = None
     where: str | None = None  # the requested property the good models were chosen by (None: top fraction)
+    conditions: list[Condition] = field(default_factory=list)  # ``where`` parsed
 
     def achieved(self) -> dict[str, float]:
         """For each accuracy condition of ``where`` (the one property measurable on a sample
         without its training history): the fraction of samples meeting it, measured."""
-        if not self.where:
-            return {}
         table = pd.DataFrame({"test_accuracy": self.sampled.double().numpy()})
-        out = {}
-        for part in (p.strip() for p in self.where.split(",")):
-            if part.startswith("test_accuracy"):
-                (c,) = parse_where(part, table)
-                out[str(c)] = float(c.mask(table).mean())
-        return out
+        return {str(c): float(c.mask(table).mean()) for c in self.conditions if c.column == "test_accuracy"}
 
     def summary(self) -> dict:
         mean = lambda t: float(t.float().mean())
@@ -428,6 +422,7 @@ def sample_from_zoo(
         selection_reference=reference,
         samples=samples,
         where=where,
+        conditions=parse_where(where, table) if where else [],
     )
     if finetune_steps > 0:
         if train is None:

@@ -103,7 +103,8 @@ def standardised_tokens(weights: Weights, stats: LayerStats, tokensize: int) -> 
 def weights_from_standardised(tokens: Tensor, spec: NetworkSpec, stats: LayerStats, tokensize: int) -> Weights:
     """Inverse of `standardised_tokens` (padding entries ignored)."""
     layer = layout_of_spec(spec, tokensize).positions[:, 1]
-    m, s = stats.for_layers(spec.num_layers).mean[layer].float(), stats.for_layers(spec.num_layers).std[layer].float()
+    st = stats.for_layers(spec.num_layers)
+    m, s = st.mean[layer].float(), st.std[layer].float()
     return weights_from_tokens(tokens * s[:, None] + m[:, None], spec, tokensize)
 
 
@@ -340,27 +341,27 @@ def save_sane(path: str | os.PathLike, result: SaneResult, info: dict | None = N
 
 
 def load_sane(path: str | os.PathLike) -> tuple[Sane, dict[str, LayerStats], dict]:
-    """A model saved by `save_sane`: (model in eval mode, statistics per zoo, info)."""
-    from safetensors import safe_open
+    """A model saved by `save_sane`: (model in eval mode, statistics per zoo, info). A missing
+    file raises FileNotFoundError; a corrupt, foreign or inconsistent one ValueError naming it."""
+    from weightspace.zoo.reference_cnns import load_state_dict_checked, read_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such SANE file")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    state, meta = read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a SANE file (format {meta.get('format')!r})")
-    model = Sane(SaneConfig.from_dict(json.loads(meta["config"])))
-    state = load_file(str(path))
-    missing = set(model.state_dict()) ^ set(state)
-    if missing:
-        raise ValueError(f"{path}: tensors do not match the config ({sorted(missing)[:3]} ...)")
+    try:
+        model = Sane(SaneConfig.from_dict(json.loads(meta["config"])))
+        stats = {k: LayerStats.from_dict(v) for k, v in json.loads(meta["stats"]).items()}
+        info = json.loads(meta.get("info", "{}"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable SANE metadata ({type(e).__name__}: {e})") from None
     bad = [k for k, v in state.items() if not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"{path}: non-finite values in {bad[:3]}")
-    model.load_state_dict(state)
-    stats = {k: LayerStats.from_dict(v) for k, v in json.loads(meta["stats"]).items()}
-    return model.eval(), stats, json.loads(meta.get("info", "{}"))
+    load_state_dict_checked(model, state, str(path))
+    return model.eval(), stats, info
 
 
 __all__ = ["DEFAULT_TRAIN", "LayerStats", "SaneResult", "SaneTask", "SaneWindows", "TokenZoo", "decode_latents", "embed",
